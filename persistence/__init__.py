@@ -1,0 +1,72 @@
+"""Durable storage of sessions: models, engines, migrations, the async bridge and the store.
+
+This package knows nothing of actors; ``actors`` builds on it.
+"""
+
+from persistence._codec import decode_message, encode_message
+from persistence._database import Database
+from persistence._engine import DATABASE_URL_ENV, DEFAULT_DATABASE_URL, resolve_url
+from persistence._errors import (
+    ApprovalClosed,
+    ApprovalNotFound,
+    InvalidArgument,
+    InvalidTransition,
+    NotSerializable,
+    PayloadTooLarge,
+    SessionNotFound,
+    SessionOwnedElsewhere,
+    SessionSupervisorError,
+    StaleSession,
+    StoreUnavailable,
+)
+from persistence._loop import EventLoopThread
+from persistence._migrate import database_revision, downgrade_op, head_revision, upgrade_op
+from persistence._records import (
+    ApprovalRecord,
+    Checkpoint,
+    Lease,
+    MessageRow,
+    NewSession,
+    SessionDocument,
+    SessionSummary,
+    StateRecord,
+    SweepCounts,
+)
+from persistence._store import LIVE_STATUSES, Store, sample_positions
+
+__all__ = [
+    "DATABASE_URL_ENV",
+    "DEFAULT_DATABASE_URL",
+    "LIVE_STATUSES",
+    "ApprovalClosed",
+    "ApprovalNotFound",
+    "ApprovalRecord",
+    "Checkpoint",
+    "Database",
+    "EventLoopThread",
+    "InvalidArgument",
+    "InvalidTransition",
+    "Lease",
+    "MessageRow",
+    "NewSession",
+    "NotSerializable",
+    "PayloadTooLarge",
+    "SessionDocument",
+    "SessionNotFound",
+    "SessionOwnedElsewhere",
+    "SessionSummary",
+    "SessionSupervisorError",
+    "StaleSession",
+    "StateRecord",
+    "Store",
+    "StoreUnavailable",
+    "SweepCounts",
+    "database_revision",
+    "decode_message",
+    "downgrade_op",
+    "encode_message",
+    "head_revision",
+    "resolve_url",
+    "sample_positions",
+    "upgrade_op",
+]

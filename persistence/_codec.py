@@ -1,0 +1,62 @@
+"""Encoding of conversation messages into rows, and back.
+
+A message is any JSON object. Its ``role``, ``agent``, ``content`` and ``timestamp`` keys
+go to their own columns when they are strings (so the content is stored once, unquoted);
+every other key goes to ``extra`` as JSON. Decoding gives back an equal dict.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from persistence import _json
+from persistence._errors import NotSerializable
+from persistence._records import MessageRow
+
+_COLUMNS = ("role", "agent", "content", "timestamp")
+
+
+def encode_message(message: Any, path: str, limit: int | None) -> MessageRow:
+    """Validate one message and split it into its row.
+
+    Raises:
+        NotSerializable: the message is not a JSON object of plain JSON values.
+        PayloadTooLarge: the message is bigger than ``limit`` bytes.
+    """
+    if not isinstance(message, dict):
+        raise NotSerializable(path, f"a message must be a dict, not {type(message).__name__}")
+    columns: list[str | None] = [None, None, None, None]
+    extra: dict[str, Any] | None = None
+    size = 0
+    for key, value in message.items():
+        try:
+            slot = _COLUMNS.index(key)
+        except ValueError:
+            slot = -1
+        if slot >= 0 and isinstance(value, str) and "\x00" not in value:
+            _json.check(value, f"{path}.{key}")
+            columns[slot] = value
+            size += len(value)
+        else:
+            if extra is None:
+                extra = {}
+            extra[key] = value
+    extra_json = None
+    if extra is not None:
+        extra_json = _json.encode(extra, path, None)
+        size += len(extra_json)
+    if limit is not None and size > limit:
+        _json.encode(message, path, limit)  # raises PayloadTooLarge with the exact size
+    return (columns[0], columns[1], columns[2], columns[3], extra_json)
+
+
+def decode_message(row: MessageRow) -> dict[str, Any]:
+    """Rebuild the message dict of a stored row."""
+    message: dict[str, Any] = {}
+    for key, value in zip(_COLUMNS, row[:4], strict=True):
+        if value is not None:
+            message[key] = value
+    extra = row[4]
+    if extra is not None:
+        message.update(_json.decode(extra))
+    return message

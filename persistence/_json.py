@@ -1,0 +1,97 @@
+"""Strict JSON validation and encoding of session data.
+
+Everything stored is plain JSON: dicts with ``str`` keys, lists, ``str``, ``int``, finite
+``float``, ``bool`` and ``None``. Anything else (tuples, sets, bytes, datetimes, NaN,
+cycles, lone surrogates) is refused with :class:`NotSerializable` naming the offending
+path, so that what is loaded back always equals what was saved.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from persistence._errors import NotSerializable, PayloadTooLarge
+
+MAX_DEPTH = 100
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+_DECODER = json.JSONDecoder()
+
+
+def check(value: Any, path: str = "$") -> None:
+    """Raise :class:`NotSerializable` unless ``value`` is plain, finite, acyclic JSON."""
+    _check(value, path, 0, set())
+
+
+def _check_str(value: str, path: str) -> None:
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise NotSerializable(path, f"invalid unicode ({exc.reason})") from None
+
+
+def _check(value: Any, path: str, depth: int, seen: set[int]) -> None:
+    if value is None or value is True or value is False:
+        return
+    if isinstance(value, str):
+        _check_str(value, path)
+        return
+    if isinstance(value, int):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise NotSerializable(path, f"{value!r} is not a finite number")
+        return
+    if depth >= MAX_DEPTH:
+        raise NotSerializable(path, f"nested deeper than {MAX_DEPTH} levels")
+    if isinstance(value, dict | list):
+        marker = id(value)
+        if marker in seen:
+            raise NotSerializable(path, "it contains itself (a cycle)")
+        seen.add(marker)
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    raise NotSerializable(
+                        f"{path}[{key!r}]", f"key {key!r} is a {type(key).__name__}, not str"
+                    )
+                _check_str(key, f"{path}.{key}")
+                _check(item, f"{path}.{key}", depth + 1, seen)
+        else:
+            for index, item in enumerate(value):
+                _check(item, f"{path}[{index}]", depth + 1, seen)
+        seen.discard(marker)
+        return
+    hint = " (use a list)" if isinstance(value, tuple) else ""
+    raise NotSerializable(path, f"a {type(value).__name__} is not JSON{hint}")
+
+
+def encode(value: Any, path: str = "$", limit: int | None = None) -> str:
+    """Validate ``value`` and return its compact JSON text.
+
+    Raises:
+        NotSerializable: the value is not plain JSON.
+        PayloadTooLarge: the text is longer than ``limit`` bytes.
+    """
+    check(value, path)
+    text = _ENCODER.encode(value)
+    if limit is not None:
+        size = len(text) if text.isascii() else len(text.encode("utf-8"))
+        if size > limit:
+            raise PayloadTooLarge(path, size, limit)
+    return text
+
+
+def decode(text: str | None) -> Any:
+    """Decode JSON text written by :func:`encode` (``None`` stays ``None``)."""
+    if text is None:
+        return None
+    return _DECODER.decode(text)
+
+
+def clone(value: Any) -> Any:
+    """Return a deep copy of plain JSON data, detached from the caller's objects."""
+    return _DECODER.decode(_ENCODER.encode(value))
