@@ -1,0 +1,59 @@
+"""Actor-supervised, durable conversational sessions for LLM-agent orchestrators.
+
+Example:
+    >>> from actors import create_session_manager
+    >>> with create_session_manager("sqlite:///./sessions.db") as manager:  # doctest: +SKIP
+    ...     sid = manager.create_session(mode="copilot", config={"model": "gpt-4"})
+    ...     manager.save_session_state(sid, [{"role": "user", "content": "hi"}], {}, "plan")
+"""
+
+from actors._clock import Clock, ManualClock, utc_now
+from actors._errors import (
+    AccessDenied,
+    ApprovalClosed,
+    ApprovalNotFound,
+    InvalidArgument,
+    InvalidTransition,
+    ManagerClosed,
+    NotSerializable,
+    PayloadTooLarge,
+    SessionFailed,
+    SessionNotFound,
+    SessionOwnedElsewhere,
+    SessionSupervisorError,
+    StaleSession,
+    StoreUnavailable,
+)
+from actors._factory import create_session_manager, get_session_manager
+from actors._logging import configure_logging
+from actors._manager import SessionManager
+from actors._messages import LiveState
+from actors._session import SessionActor
+from actors._supervisor import SessionSupervisor
+
+__all__ = [
+    "AccessDenied",
+    "ApprovalClosed",
+    "ApprovalNotFound",
+    "Clock",
+    "InvalidArgument",
+    "InvalidTransition",
+    "LiveState",
+    "ManagerClosed",
+    "ManualClock",
+    "NotSerializable",
+    "PayloadTooLarge",
+    "SessionActor",
+    "SessionFailed",
+    "SessionManager",
+    "SessionNotFound",
+    "SessionOwnedElsewhere",
+    "SessionSupervisor",
+    "SessionSupervisorError",
+    "StaleSession",
+    "StoreUnavailable",
+    "configure_logging",
+    "create_session_manager",
+    "get_session_manager",
+    "utc_now",
+]

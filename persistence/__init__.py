@@ -21,6 +21,7 @@ from persistence._errors import (
 )
 from persistence._loop import EventLoopThread
 from persistence._migrate import database_revision, downgrade_op, head_revision, upgrade_op
+from persistence._models import APPROVAL_RESOLUTIONS, APPROVAL_STATUSES, SESSION_STATUSES
 from persistence._records import (
     ApprovalRecord,
     Checkpoint,
@@ -35,9 +36,12 @@ from persistence._records import (
 from persistence._store import LIVE_STATUSES, Store, sample_positions
 
 __all__ = [
+    "APPROVAL_RESOLUTIONS",
+    "APPROVAL_STATUSES",
     "DATABASE_URL_ENV",
     "DEFAULT_DATABASE_URL",
     "LIVE_STATUSES",
+    "SESSION_STATUSES",
     "ApprovalClosed",
     "ApprovalNotFound",
     "ApprovalRecord",

@@ -93,7 +93,9 @@ def create_engines(
 ) -> Engines:
     """Create the engines for ``url`` (see :func:`resolve_url`)."""
     if sqlite_synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
-        raise InvalidArgument(f"sqlite_synchronous must be NORMAL or FULL, not {sqlite_synchronous!r}")
+        raise InvalidArgument(
+            f"sqlite_synchronous must be NORMAL or FULL, not {sqlite_synchronous!r}"
+        )
     if url.get_backend_name() == "sqlite":
         sqlite = {"synchronous": sqlite_synchronous, "busy_timeout_ms": busy_timeout_ms}
         writer = create_engine(

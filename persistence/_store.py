@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import Connection, Row, delete, exists, insert, or_, select, update
+from sqlalchemy import Connection, Row, Table, delete, exists, insert, or_, select, update
 
 from persistence import _json
 from persistence._codec import decode_message
@@ -45,11 +45,11 @@ from persistence._writer import GroupCommitWriter
 
 T = TypeVar("T")
 
-sessions = SessionRow.__table__
-states = SessionStateRow.__table__
-messages = SessionMessageRow.__table__
-approvals = ApprovalRequestRow.__table__
-connections = ActiveConnectionRow.__table__
+sessions = cast("Table", SessionRow.__table__)
+states = cast("Table", SessionStateRow.__table__)
+messages = cast("Table", SessionMessageRow.__table__)
+approvals = cast("Table", ApprovalRequestRow.__table__)
+connections = cast("Table", ActiveConnectionRow.__table__)
 
 LIVE_STATUSES = ("active", "suspended")
 _STATE_COLUMNS = (
@@ -78,7 +78,7 @@ _MESSAGE_COLUMNS = (
 )
 
 
-def _state(row: Row[Any]) -> StateRecord:
+def _state(row: Sequence[Any]) -> StateRecord:
     return StateRecord(*row[:15])
 
 
@@ -242,7 +242,7 @@ class Store:
                 messages.c.session_id == session_id, messages.c.seq.in_(positions)
             )
         )
-        return {row[0]: decode_message(tuple(row[1:])) for row in result}  # type: ignore[arg-type]
+        return {row[0]: decode_message(tuple(row[1:])) for row in result}
 
     async def checkpoint(self, cp: Checkpoint) -> int:
         """Durably apply one checkpoint; return the new version.
@@ -308,9 +308,7 @@ class Store:
                     ],
                 )
             connection.execute(
-                update(sessions)
-                .where(sessions.c.id == cp.session_id)
-                .values(last_active_at=cp.now)
+                update(sessions).where(sessions.c.id == cp.session_id).values(last_active_at=cp.now)
             )
             return cp.expected_version + 1
 
@@ -319,7 +317,6 @@ class Store:
     async def transition(  # noqa: PLR0917
         self,
         session_id: str,
-        owner: str,
         epoch: int,
         version: int,
         from_statuses: Sequence[str],
@@ -399,9 +396,7 @@ class Store:
             if result.rowcount == 1:
                 return True
             holder = (
-                connection.execute(
-                    select(states.c.owner).where(states.c.session_id == session_id)
-                )
+                connection.execute(select(states.c.owner).where(states.c.session_id == session_id))
             ).first()
             if holder is not None:
                 raise SessionOwnedElsewhere(session_id, holder[0])
@@ -431,7 +426,9 @@ class Store:
 
         def op(connection: Connection) -> int:
             result = connection.execute(
-                update(states).where(states.c.owner == owner).values(owner=None, lease_expires_at=None)
+                update(states)
+                .where(states.c.owner == owner)
+                .values(owner=None, lease_expires_at=None)
             )
             return int(result.rowcount)
 
@@ -449,14 +446,12 @@ class Store:
                 .values(lease_expires_at=lease_until)
                 .returning(states.c.session_id, states.c.epoch)
             )
-            held = {sid: epoch for sid, epoch in result}
+            held: dict[str, int] = {row[0]: row[1] for row in result.tuples()}
             return {sid for sid, epoch in epochs.items() if held.get(sid) != epoch}
 
         return await self._writer.submit(op)
 
-    async def sweep(
-        self, now: datetime, connection_cutoff: datetime
-    ) -> SweepCounts:
+    async def sweep(self, now: datetime, connection_cutoff: datetime) -> SweepCounts:
         """Expire idle sessions and stale approvals, drop dead connections; set-based."""
 
         def op(connection: Connection) -> SweepCounts:
@@ -525,7 +520,7 @@ class Store:
                     .where(messages.c.session_id == session_id)
                     .order_by(messages.c.seq)
                 )
-                history = [decode_message(row) for row in rows.tuples()]  # type: ignore[arg-type]
+                history = [decode_message(row) for row in rows.tuples()]
             return SessionDocument(
                 session_id=session_id,
                 user_id=head[15],
@@ -544,9 +539,7 @@ class Store:
 
         def fn(connection: Connection) -> StateRecord | None:
             row = (
-                connection.execute(
-                    select(*_STATE_COLUMNS).where(states.c.session_id == session_id)
-                )
+                connection.execute(select(*_STATE_COLUMNS).where(states.c.session_id == session_id))
             ).first()
             return None if row is None else _state(row)
 
@@ -625,9 +618,7 @@ class Store:
 
         def op(connection: Connection) -> None:
             found = (
-                connection.execute(
-                    select(states.c.status).where(states.c.session_id == session_id)
-                )
+                connection.execute(select(states.c.status).where(states.c.session_id == session_id))
             ).first()
             if found is None:
                 raise SessionNotFound(session_id)
@@ -667,7 +658,9 @@ class Store:
                     approvals.c.status == "pending",
                     or_(approvals.c.expires_at.is_(None), approvals.c.expires_at >= now),
                 )
-                .values(status="resolved", resolution=resolution, result=result_json, resolved_at=now)
+                .values(
+                    status="resolved", resolution=resolution, result=result_json, resolved_at=now
+                )
             )
             if result.rowcount == 1:
                 return True
@@ -741,7 +734,9 @@ class Store:
 
         def op(connection: Connection) -> bool:
             result = connection.execute(
-                update(connections).where(connections.c.task_id == task_id).values(last_heartbeat=now)
+                update(connections)
+                .where(connections.c.task_id == task_id)
+                .values(last_heartbeat=now)
             )
             return bool(result.rowcount)
 
@@ -756,20 +751,22 @@ class Store:
 
         return await self._writer.submit(op)
 
-    async def connections_of(self, session_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    async def connections_of(
+        self, session_ids: Iterable[str] | None = None
+    ) -> list[dict[str, Any]]:
         """Live connections (of the given sessions, or all)."""
 
         def fn(connection: Connection) -> list[dict[str, Any]]:
             query = select(connections).order_by(connections.c.connected_at)
             if session_ids is not None:
                 query = query.where(connections.c.session_id.in_(list(session_ids)))
-            return [dict(row._mapping) for row in connection.execute(query)]  # noqa: SLF001
+            return [dict(row._mapping) for row in connection.execute(query)]
 
         return await self._read(fn)
 
 
 def _approval(row: Row[Any]) -> ApprovalRecord:
-    m = row._mapping  # noqa: SLF001 - the public way to read a Row by name
+    m = row._mapping
     return ApprovalRecord(
         approval_id=m["id"],
         session_id=m["session_id"],
@@ -782,4 +779,3 @@ def _approval(row: Row[Any]) -> ApprovalRecord:
         expires_at=m["expires_at"],
         resolved_at=m["resolved_at"],
     )
-

@@ -1,0 +1,94 @@
+"""``create_session_manager`` and the process-wide ``get_session_manager``."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+from actors._clock import Clock
+from actors._manager import SessionManager
+from persistence import Database
+from persistence._engine import SqliteSynchronous
+
+
+def create_session_manager(
+    database_url: str | None = None,
+    *,
+    session_ttl: timedelta = timedelta(hours=24),
+    cleanup_interval: float = 60.0,
+    clock: Clock | None = None,
+    instance_id: str | None = None,
+    lease_ttl: timedelta = timedelta(seconds=30),
+    max_live: int = 10_000,
+    idle_timeout: timedelta = timedelta(minutes=10),
+    max_message_bytes: int | None = 1 << 20,
+    max_state_bytes: int | None = 16 << 20,
+    sqlite_synchronous: SqliteSynchronous = "NORMAL",
+    call_timeout: float = 30.0,
+    max_restarts: int = 5,
+    restart_window: timedelta = timedelta(minutes=1),
+) -> SessionManager:
+    """Open the session store and start a manager on it.
+
+    Args:
+        database_url: default ``$SESSIONS_DATABASE_URL``, else
+            ``sqlite+aiosqlite:///./sessions.db``. ``postgresql://...`` for several
+            processes. Migrations are applied on a fresh or older database.
+        session_ttl: an active session idle for longer is expired by the sweep.
+        cleanup_interval: seconds between sweeps once :meth:`SessionManager.start` ran.
+        clock: returns the current aware UTC datetime; inject one in tests.
+        instance_id: this manager's name as a lease owner (default: random).
+        lease_ttl: how long this manager's claim on a session lasts without renewal;
+            another process may take the session over after it lapses.
+        max_live: most session actors kept in memory (least recently used passivated).
+        idle_timeout: a live actor unused for longer is passivated by the sweep.
+        max_message_bytes: larger messages are refused (``PayloadTooLarge``).
+        max_state_bytes: larger context / plan / config are refused.
+        sqlite_synchronous: ``NORMAL`` (crash-safe) or ``FULL`` (also power-loss-safe).
+        call_timeout: seconds a call waits for an actor or the store.
+        max_restarts: crashes within ``restart_window`` after which a session is not
+            restarted (``SessionFailed``).
+        restart_window: see ``max_restarts``.
+
+    Raises:
+        InvalidArgument: a bad URL or setting.
+        StoreUnavailable: the database cannot be opened or migrated.
+    """
+    db = Database.open(database_url, sqlite_synchronous=sqlite_synchronous, timeout=call_timeout)
+    try:
+        return SessionManager(
+            db,
+            instance_id=instance_id,
+            session_ttl=session_ttl,
+            cleanup_interval=cleanup_interval,
+            clock=clock,
+            lease_ttl=lease_ttl,
+            max_live=max_live,
+            idle_timeout=idle_timeout,
+            max_message_bytes=max_message_bytes,
+            max_state_bytes=max_state_bytes,
+            call_timeout=call_timeout,
+            max_restarts=max_restarts,
+            restart_window=restart_window,
+        )
+    except BaseException:
+        db.close()
+        raise
+
+
+class _Global:
+    """Holder of the process-wide manager (one object, not a registry of sessions)."""
+
+    lock = threading.Lock()
+    manager: SessionManager | None = None
+
+
+def get_session_manager() -> SessionManager:
+    """The process-wide manager, created by :func:`create_session_manager` on first use.
+
+    A closed global manager is replaced by a new one.
+    """
+    with _Global.lock:
+        if _Global.manager is None or _Global.manager.closed:
+            _Global.manager = create_session_manager()
+        return _Global.manager

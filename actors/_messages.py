@@ -1,0 +1,61 @@
+"""Messages sent to session actors, and the signals they answer with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+class ActorGone(Exception):
+    """The actor asked is stopping; the caller should check out the session again."""
+
+
+@dataclass(frozen=True, slots=True)
+class Save:
+    """Checkpoint the session with this state.
+
+    ``context_json`` and ``plan_json`` were validated and encoded by the caller's thread.
+    """
+
+    history: list[Any]
+    context_json: str
+    phase: str
+    step: int | None
+    plan_json: str | None
+    set_plan: bool
+    rewritten: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """Change the session's status: ``suspend``, ``resume``, ``complete`` or ``expire``."""
+
+    action: str
+
+
+@dataclass(frozen=True, slots=True)
+class Warm:
+    """Load the state now (after a restart) instead of on the first request."""
+
+
+@dataclass(frozen=True, slots=True)
+class Passivate:
+    """Release the lease and stop; the state is already durable."""
+
+
+@dataclass(frozen=True, slots=True)
+class Describe:
+    """Return the actor's view of its session (a :class:`LiveState`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LiveState:
+    """What a live session actor holds (its history stays in the database)."""
+
+    session_id: str
+    status: str
+    version: int
+    epoch: int
+    message_count: int
+    current_phase: str
+    current_step: int | None

@@ -1,0 +1,310 @@
+"""The session actor: the one owner of a live session's state."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pykka
+import structlog
+
+from actors._messages import ActorGone, Describe, LiveState, Passivate, Save, Transition, Warm
+from persistence import (
+    Checkpoint,
+    InvalidTransition,
+    Lease,
+    SessionNotFound,
+    SessionOwnedElsewhere,
+    SessionSupervisorError,
+    StaleSession,
+    StateRecord,
+    encode_message,
+    sample_positions,
+)
+from persistence._json import clone
+
+if TYPE_CHECKING:
+    from actors._settings import Settings
+
+log = structlog.get_logger("actors.session")
+
+# action -> (statuses it may start from, status it leads to, release the lease, event)
+TRANSITIONS: dict[str, tuple[tuple[str, ...], str, bool, str]] = {
+    "suspend": (("active",), "suspended", False, "session.suspended"),
+    "resume": (("suspended",), "active", False, "session.resumed"),
+    "complete": (("active", "suspended"), "completed", True, "session.completed"),
+    "expire": (("active",), "expired", True, "session.expired"),
+}
+
+
+class SessionActor(pykka.ThreadingActor):
+    """Owns one live session: its status, version, lease epoch, context and phase.
+
+    Every change to the session is a message to this actor, handled one at a time, and
+    acknowledged only after the database committed it. The history itself stays in the
+    database: the actor keeps its length and O(log n) sampled messages, enough to tell an
+    append from a rewritten history without reading it.
+
+    The state is loaded lazily, by the first message (or :class:`Warm`), from the last
+    checkpoint, taking the session's lease; so spawning is cheap and never fails.
+    """
+
+    def __init__(
+        self,
+        session_id: str,
+        settings: Settings,
+        supervisor: pykka.ActorProxy[Any],
+        lease: Lease | None = None,
+    ) -> None:
+        super().__init__()
+        self.session_id = session_id
+        self._settings = settings
+        self._supervisor = supervisor
+        self._state: StateRecord | None = None
+        self._samples: dict[int, dict[str, Any]] = {}
+        self._gone = False
+        self._log = log.bind(session_id=session_id)
+        if lease is not None:
+            self._adopt(lease)
+
+    # ------------------------------------------------------------------ pykka hooks
+
+    def on_receive(self, message: Any) -> Any:
+        """Dispatch one message; an unexpected error crashes the actor (supervised)."""
+        if self._gone:
+            raise ActorGone(self.session_id)
+        try:
+            return self._dispatch(message)
+        except SessionSupervisorError:
+            raise
+        except Exception as exc:
+            self._crash(exc)
+            raise
+
+    def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
+        """A told message failed: report the crash so the supervisor restarts us."""
+        if not self._gone:
+            self._crash(exception_value)
+
+    # ------------------------------------------------------------------ dispatch
+
+    def _dispatch(self, message: Any) -> Any:
+        match message:
+            case Save():
+                return self._save(message)
+            case Transition(action=action):
+                return self._transition(action)
+            case Describe():
+                return self._describe()
+            case Warm():
+                self._loaded()
+                return None
+            case Passivate():
+                return self._passivate()
+            case _:
+                msg = f"session actor got an unknown message {message!r}"
+                raise TypeError(msg)
+
+    def _crash(self, exc: BaseException) -> None:
+        self._gone = True
+        self._log.error("session.crashed", error=repr(exc), exc_info=exc)
+        self._supervisor.crashed(self.session_id, self.actor_ref, repr(exc))
+        self.stop()
+
+    def _leave(self, reason: str) -> None:
+        """Stop serving this session (terminal status, lost lease, failed load)."""
+        self._gone = True
+        self._supervisor.forget(self.session_id, self.actor_ref, reason)
+        self.stop()
+
+    # ------------------------------------------------------------------ state
+
+    def _adopt(self, lease: Lease) -> None:
+        self._state = lease.state
+        self._samples = lease.samples
+        state = lease.state
+        self._log = log.bind(session_id=self.session_id, mode=state.mode)
+
+    def _loaded(self) -> StateRecord:
+        if self._state is not None:
+            return self._state
+        settings = self._settings
+        now = settings.now()
+        try:
+            lease = settings.db.run(
+                settings.db.store.take_lease(
+                    self.session_id, settings.instance_id, now, now + settings.lease_ttl
+                )
+            )
+        except SessionSupervisorError as error:
+            self._leave(f"load failed: {type(error).__name__}")
+            raise
+        self._adopt(lease)
+        assert self._state is not None  # noqa: S101 - set by _adopt
+        self._supervisor.loaded(self.session_id, self.actor_ref, self._state.epoch)
+        self._log.info(
+            "session.rehydrated",
+            version=self._state.version,
+            epoch=self._state.epoch,
+            messages=self._state.message_count,
+            status=self._state.status,
+        )
+        return self._state
+
+    def _refresh(self) -> None:
+        """Re-read the state row after a lost compare-and-set."""
+        state = self._state
+        assert state is not None  # noqa: S101 - only called once loaded
+        db = self._settings.db
+        current = db.run(db.store.state(self.session_id))
+        if current is None:
+            self._leave("deleted elsewhere")
+            raise SessionNotFound(self.session_id)
+        if current.epoch != state.epoch:
+            self._lost_lease(current.owner)
+        self._state = current
+
+    def _lost_lease(self, owner: str | None) -> None:
+        self._log.warning("lease.lost", new_owner=owner)
+        self._leave("lease lost")
+        raise SessionOwnedElsewhere(self.session_id, owner)
+
+    def _describe(self) -> LiveState:
+        state = self._loaded()
+        return LiveState(
+            session_id=self.session_id,
+            status=state.status,
+            version=state.version,
+            epoch=state.epoch,
+            message_count=state.message_count,
+            current_phase=state.current_phase,
+            current_step=state.current_step,
+        )
+
+    # ------------------------------------------------------------------ save
+
+    def _is_append(self, history: list[Any], known: int) -> bool:
+        if len(history) < known:
+            return False
+        samples = self._samples
+        return all(history[position] == samples.get(position) for position in samples)
+
+    def _save(self, save: Save) -> int:
+        state = self._loaded()
+        if state.status != "active":
+            raise InvalidTransition(self.session_id, state.status, "save")
+        history = save.history
+        known = state.message_count
+        append = self._is_append(history, known) if save.rewritten is None else not save.rewritten
+        first = known if append else 0
+        limit = self._settings.max_message_bytes
+        rows = [
+            encode_message(message, f"conversation_history[{first + offset}]", limit)
+            for offset, message in enumerate(history[first:])
+        ]
+        settings = self._settings
+        now = settings.now()
+        checkpoint = Checkpoint(
+            session_id=self.session_id,
+            epoch=state.epoch,
+            expected_version=state.version,
+            context_json=save.context_json,
+            plan_json=save.plan_json,
+            set_plan=save.set_plan,
+            phase=save.phase,
+            step=save.step,
+            now=now,
+            expires_at=now + settings.session_ttl,
+            first_seq=first,
+            new_messages=rows,
+            rewrite_from=None if append else 0,
+        )
+        try:
+            version = settings.db.run(settings.db.store.checkpoint(checkpoint))
+        except SessionOwnedElsewhere as error:
+            self._lost_lease(error.owner)
+            raise
+        except (StaleSession, InvalidTransition):
+            self._refresh()
+            raise
+        count = len(history)
+        samples = self._samples
+        self._samples = {
+            position: samples[position]
+            if append and position < known and position in samples
+            else clone(history[position])
+            for position in sample_positions(count)
+        }
+        phase_changed = save.phase != state.current_phase
+        state.version = version
+        state.message_count = count
+        state.context_json = save.context_json
+        if save.set_plan:
+            state.plan_json = save.plan_json
+        state.current_phase = save.phase
+        state.current_step = save.step
+        state.updated_at = now
+        state.expires_at = checkpoint.expires_at
+        if not append:
+            self._log.info("session.history_rewritten", messages=count)
+        self._log.debug(
+            "session.checkpointed",
+            phase=save.phase,
+            phase_changed=phase_changed,
+            version=version,
+            new_messages=len(rows),
+        )
+        return version
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _transition(self, action: str) -> int:
+        state = self._loaded()
+        from_statuses, to_status, release, event = TRANSITIONS[action]
+        if state.status not in from_statuses:
+            raise InvalidTransition(self.session_id, state.status, action)
+        settings = self._settings
+        now = settings.now()
+        expires_at = now + settings.session_ttl if to_status == "active" else None
+        try:
+            version = settings.db.run(
+                settings.db.store.transition(
+                    self.session_id,
+                    state.epoch,
+                    state.version,
+                    from_statuses,
+                    to_status,
+                    action,
+                    now,
+                    expires_at,
+                    release,
+                )
+            )
+        except SessionOwnedElsewhere as error:
+            self._lost_lease(error.owner)
+            raise
+        except (StaleSession, InvalidTransition):
+            self._refresh()
+            raise
+        state.status = to_status
+        state.version = version
+        state.updated_at = now
+        state.expires_at = expires_at
+        self._log.info(event, version=version)
+        if release:
+            self._leave(to_status)
+        return version
+
+    def _passivate(self) -> None:
+        state = self._state
+        self._gone = True
+        if state is not None:
+            db = self._settings.db
+            try:
+                db.run(
+                    db.store.release_lease(self.session_id, self._settings.instance_id, state.epoch)
+                )
+            except SessionSupervisorError as error:
+                # The lease lapses by itself; nothing acknowledged depends on this write.
+                self._log.warning("lease.release_failed", error=str(error))
+        self._log.info("session.passivated")
+        self.stop()

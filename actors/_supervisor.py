@@ -1,0 +1,255 @@
+"""The supervisor: the only registry of live session actors."""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import pykka
+import structlog
+
+from actors._errors import SessionFailed
+from actors._messages import Passivate, Warm
+from actors._session import SessionActor
+from actors._settings import Settings
+from persistence import Lease, SessionSupervisorError
+
+log = structlog.get_logger("actors.supervisor")
+
+
+@dataclass
+class _Live:
+    ref: pykka.ActorRef[Any]
+    last_used: datetime
+    epoch: int | None = None
+
+
+@dataclass
+class SupervisorStats:
+    """Counters since the supervisor started."""
+
+    spawned: int = 0
+    rehydrations: int = 0
+    passivations: int = 0
+    restarts: int = 0
+    crashes: int = 0
+    expirations: int = 0
+    leases_lost: int = 0
+    sweeps: int = 0
+
+
+@dataclass
+class _Failures:
+    times: deque[float] = field(default_factory=deque)
+
+
+class SessionSupervisor(pykka.ThreadingActor):
+    """Spawns, rehydrates, passivates, reaps and restarts session actors.
+
+    Call it through its proxy. Session actors only ever *tell* it (never wait on it), and
+    it only waits on session actors to stop, so the two can never deadlock.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__()
+        self._settings = settings
+        self._live: OrderedDict[str, _Live] = OrderedDict()
+        self._stopping: dict[str, pykka.Future[bool]] = {}
+        self._failures: dict[str, _Failures] = {}
+        self._stats = SupervisorStats()
+        self._self_proxy: pykka.ActorProxy[Any] | None = None
+
+    def on_start(self) -> None:
+        """Cache our own proxy for the session actors."""
+        self._self_proxy = self.actor_ref.proxy()
+
+    # ------------------------------------------------------------------ registry
+
+    def checkout(self, session_id: str) -> pykka.ActorRef[Any]:
+        """The live actor of a session, spawning one (lazy rehydration) if needed.
+
+        Raises:
+            SessionFailed: the session crashed too often recently.
+        """
+        entry = self._live.get(session_id)
+        now = self._settings.now()
+        if entry is not None and entry.ref.is_alive():
+            entry.last_used = now
+            self._live.move_to_end(session_id)
+            return entry.ref
+        self._check_failures(session_id)
+        self._await_stopped(session_id)
+        ref = self._spawn(session_id, None)
+        self._stats.rehydrations += 1
+        return ref
+
+    def adopt(self, session_id: str, lease: Lease) -> pykka.ActorRef[Any]:
+        """Start the actor of a session this process just created (and holds)."""
+        ref = self._spawn(session_id, lease)
+        self._live[session_id].epoch = lease.state.epoch
+        return ref
+
+    def _spawn(self, session_id: str, lease: Lease | None) -> pykka.ActorRef[Any]:
+        assert self._self_proxy is not None  # noqa: S101 - set in on_start
+        ref = SessionActor.start(session_id, self._settings, self._self_proxy, lease)
+        self._live[session_id] = _Live(ref, self._settings.now())
+        self._stats.spawned += 1
+        self._evict_over_limit()
+        return ref
+
+    def _evict_over_limit(self) -> None:
+        while len(self._live) > self._settings.max_live:
+            session_id, _ = next(iter(self._live.items()))
+            self._passivate(session_id)
+
+    def _passivate(self, session_id: str) -> None:
+        entry = self._live.pop(session_id)
+        entry.ref.tell(Passivate())
+        self._stopping[session_id] = entry.ref.stop(block=False)
+        self._stats.passivations += 1
+
+    def _retire(self, session_id: str) -> None:
+        entry = self._live.pop(session_id, None)
+        if entry is not None:
+            self._stopping[session_id] = entry.ref.stop(block=False)
+
+    def _await_stopped(self, session_id: str) -> None:
+        future = self._stopping.pop(session_id, None)
+        if future is not None:
+            try:
+                future.get(timeout=self._settings.call_timeout)
+            except pykka.Timeout:
+                log.error("session.stop_timeout", session_id=session_id)
+
+    def _check_failures(self, session_id: str) -> None:
+        record = self._failures.get(session_id)
+        if record is None:
+            return
+        window = self._settings.restart_window.total_seconds()
+        horizon = time.monotonic() - window
+        while record.times and record.times[0] < horizon:
+            record.times.popleft()
+        if len(record.times) >= self._settings.max_restarts:
+            raise SessionFailed(session_id, len(record.times), window)
+        if not record.times:
+            del self._failures[session_id]
+
+    def reset_failures(self, session_id: str) -> None:
+        """Allow a session that crashed too often to be restarted again."""
+        self._failures.pop(session_id, None)
+
+    # ------------------------------------------------------------------ told by actors
+
+    def loaded(self, session_id: str, ref: pykka.ActorRef[Any], epoch: int) -> None:
+        """A session actor took its lease at ``epoch``."""
+        entry = self._live.get(session_id)
+        if entry is not None and entry.ref is ref:
+            entry.epoch = epoch
+
+    def forget(self, session_id: str, ref: pykka.ActorRef[Any], reason: str) -> None:
+        """A session actor stops for good (completed, expired, lost its lease ...)."""
+        entry = self._live.get(session_id)
+        if entry is not None and entry.ref is ref:
+            self._retire(session_id)
+        if reason == "lease lost":
+            self._stats.leases_lost += 1
+        log.debug("session.forgotten", session_id=session_id, reason=reason)
+
+    def crashed(self, session_id: str, ref: pykka.ActorRef[Any], error: str) -> None:
+        """A session actor failed: restart it from its last checkpoint, within limits."""
+        self._stats.crashes += 1
+        entry = self._live.get(session_id)
+        if entry is None or entry.ref is not ref:
+            return
+        self._retire(session_id)
+        record = self._failures.setdefault(session_id, _Failures())
+        record.times.append(time.monotonic())
+        try:
+            self._check_failures(session_id)
+        except SessionFailed as failed:
+            log.error("session.crash_loop", session_id=session_id, error=str(failed))
+            return
+        self._await_stopped(session_id)
+        new_ref = self._spawn(session_id, None)
+        new_ref.tell(Warm())
+        self._stats.restarts += 1
+        log.warning("session.restarted", session_id=session_id, after=error)
+
+    # ------------------------------------------------------------------ periodic work
+
+    def remove(self, session_id: str) -> None:
+        """Stop a session's live actor (if any) and wait until it stopped."""
+        self._retire(session_id)
+        self._await_stopped(session_id)
+
+    def sweep(self) -> dict[str, int]:
+        """Expire idle sessions, stale approvals and dead connections; passivate idle actors."""
+        settings = self._settings
+        now = settings.now()
+        counts = settings.db.run(settings.db.store.sweep(now, now - settings.connection_timeout))
+        for session_id in counts.expired_sessions:
+            log.info("session.expired", session_id=session_id)
+            self._retire(session_id)
+        self._stats.expirations += len(counts.expired_sessions)
+        idle_before = now - settings.idle_timeout
+        idle = [sid for sid, entry in self._live.items() if entry.last_used < idle_before]
+        for session_id in idle:
+            self._passivate(session_id)
+        for session_id in list(self._stopping):
+            self._await_stopped(session_id)
+        self._stats.sweeps += 1
+        result = {
+            "sessions_expired": len(counts.expired_sessions),
+            "approvals_expired": counts.approvals_expired,
+            "connections_removed": counts.connections_removed,
+            "passivated": len(idle),
+        }
+        if any(result.values()):
+            log.info("sweep.done", **result)
+        return result
+
+    def renew_leases(self) -> int:
+        """Extend this process's leases; stop the actors whose lease was taken over."""
+        settings = self._settings
+        epochs = {sid: e.epoch for sid, e in self._live.items() if e.epoch is not None}
+        if not epochs:
+            return 0
+        try:
+            lost = settings.db.run(
+                settings.db.store.renew_leases(
+                    settings.instance_id, settings.now() + settings.lease_ttl, epochs
+                )
+            )
+        except SessionSupervisorError as error:
+            log.warning("lease.renew_failed", error=str(error))
+            return 0
+        for session_id in lost:
+            log.warning("lease.lost", session_id=session_id)
+            self._stats.leases_lost += 1
+            self._retire(session_id)
+        return len(epochs) - len(lost)
+
+    # ------------------------------------------------------------------ introspection
+
+    def live_sessions(self) -> list[str]:
+        """Ids of the sessions with a live actor, least recently used first."""
+        return list(self._live)
+
+    def stats(self) -> dict[str, int]:
+        """Live actors and the counters since start."""
+        return {"live_actors": len(self._live), **vars(self._stats)}
+
+    def shutdown(self, timeout: float) -> None:
+        """Stop every session actor (their state is already durable) and wait for them."""
+        for session_id in list(self._live):
+            self._retire(session_id)
+        deadline = time.monotonic() + timeout
+        for session_id, future in list(self._stopping.items()):
+            try:
+                future.get(timeout=max(0.0, deadline - time.monotonic()))
+            except pykka.Timeout:
+                log.error("session.stop_timeout", session_id=session_id)
+            del self._stopping[session_id]

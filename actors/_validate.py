@@ -1,0 +1,52 @@
+"""Argument checks shared by the façade's methods: clear, typed errors before any work."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from persistence import InvalidArgument
+
+MAX_ID_LENGTH = 255
+
+
+def require_str(name: str, value: Any, *, allow_empty: bool = False) -> str:
+    """Return ``value`` if it is a (non-empty) ``str`` without NUL, else raise."""
+    if not isinstance(value, str):
+        raise InvalidArgument(f"{name} must be a str, not {type(value).__name__}")
+    if not value and not allow_empty:
+        raise InvalidArgument(f"{name} must not be empty")
+    if len(value) > MAX_ID_LENGTH:
+        raise InvalidArgument(f"{name} is {len(value)} characters long; at most {MAX_ID_LENGTH}")
+    if "\x00" in value:
+        raise InvalidArgument(f"{name} must not contain NUL characters")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidArgument(f"{name} is not valid unicode") from None
+    return value
+
+
+def require_optional_str(name: str, value: Any) -> str | None:
+    """Like :func:`require_str`, but ``None`` is allowed."""
+    return None if value is None else require_str(name, value)
+
+
+def require_step(value: Any) -> int | None:
+    """A step number is ``None`` or an ``int`` that fits a database INTEGER."""
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidArgument(f"current_step must be an int or None, not {type(value).__name__}")
+    if not -(2**31) <= value < 2**31:
+        raise InvalidArgument(f"current_step {value} is out of range (32-bit integer)")
+    return value
+
+
+def require_seconds(name: str, value: Any) -> float:
+    """A positive, finite number of seconds."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidArgument(f"{name} must be a number of seconds, not {type(value).__name__}")
+    if not value > 0 or value == float("inf"):
+        raise InvalidArgument(f"{name} must be a positive, finite number of seconds, not {value}")
+    return float(value)
