@@ -446,7 +446,7 @@ class Store:
                 .values(lease_expires_at=lease_until)
                 .returning(states.c.session_id, states.c.epoch)
             )
-            held: dict[str, int] = {row[0]: row[1] for row in result.tuples()}
+            held: dict[str, int] = {row[0]: row[1] for row in result}
             return {sid for sid, epoch in epochs.items() if held.get(sid) != epoch}
 
         return await self._writer.submit(op)
@@ -520,7 +520,7 @@ class Store:
                     .where(messages.c.session_id == session_id)
                     .order_by(messages.c.seq)
                 )
-                history = [decode_message(row) for row in rows.tuples()]
+                history = [decode_message(row) for row in rows]
             return SessionDocument(
                 session_id=session_id,
                 user_id=head[15],
