@@ -5,7 +5,10 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 
+import structlog
+
 from actors._clock import Clock
+from actors._logging import configure_logging
 from actors._manager import SessionManager
 from persistence import Database
 from persistence._engine import SqliteSynchronous
@@ -54,6 +57,10 @@ def create_session_manager(
         InvalidArgument: a bad URL or setting.
         StoreUnavailable: the database cannot be opened or migrated.
     """
+    if not structlog.is_configured():
+        # structlog's own default prints every event, debug included, to stdout: the
+        # host's output. Until the application configures logging, show warnings only.
+        configure_logging(level="WARNING")
     db = Database.open(database_url, sqlite_synchronous=sqlite_synchronous, timeout=call_timeout)
     try:
         return SessionManager(

@@ -14,7 +14,10 @@ from typing import Any
 import pykka
 import pytest
 
-from actors import ManualClock, SessionManager, create_session_manager
+from actors import ManualClock, SessionManager, configure_logging, create_session_manager
+
+# Every event, debug included, to stderr (pytest shows it for failing tests only).
+configure_logging(level="DEBUG")
 
 ManagerFactory = Callable[..., SessionManager]
 
