@@ -70,8 +70,17 @@ def _create(db: Database, clock: ManualClock, owner: str | None = None) -> str:
     now = clock()
     db.run(
         db.store.create_session(
-            NewSession(session_id, None, "n", "copilot", "{}", now, now + timedelta(days=1),
-                       owner, now + timedelta(seconds=30) if owner else None)  # fmt: skip
+            NewSession(
+                session_id=session_id,
+                user_id=None,
+                name="n",
+                mode="copilot",
+                config_json="{}",
+                now=now,
+                expires_at=now + timedelta(days=1),
+                owner=owner,
+                lease_until=now + timedelta(seconds=30) if owner else None,
+            )
         )
     )
     return session_id

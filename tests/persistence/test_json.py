@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from persistence import NotSerializable, PayloadTooLarge, decode_message, encode_message
-from persistence import _json
+from persistence import NotSerializable, PayloadTooLarge, _json, decode_message, encode_message
 
 
 def _cyclic() -> dict[str, Any]:
