@@ -3,6 +3,7 @@
 This package knows nothing of actors; ``actors`` builds on it.
 """
 
+from persistence._admin import EXPORT_FORMAT, OldestActive, StoreOverview
 from persistence._codec import decode_message, encode_message
 from persistence._database import Database
 from persistence._engine import DATABASE_URL_ENV, DEFAULT_DATABASE_URL, resolve_url
@@ -13,6 +14,7 @@ from persistence._errors import (
     InvalidTransition,
     NotSerializable,
     PayloadTooLarge,
+    SessionExists,
     SessionNotFound,
     SessionOwnedElsewhere,
     SessionSupervisorError,
@@ -40,6 +42,7 @@ __all__ = [
     "APPROVAL_STATUSES",
     "DATABASE_URL_ENV",
     "DEFAULT_DATABASE_URL",
+    "EXPORT_FORMAT",
     "LIVE_STATUSES",
     "SESSION_STATUSES",
     "ApprovalClosed",
@@ -54,8 +57,10 @@ __all__ = [
     "MessageRow",
     "NewSession",
     "NotSerializable",
+    "OldestActive",
     "PayloadTooLarge",
     "SessionDocument",
+    "SessionExists",
     "SessionNotFound",
     "SessionOwnedElsewhere",
     "SessionSummary",
@@ -63,6 +68,7 @@ __all__ = [
     "StaleSession",
     "StateRecord",
     "Store",
+    "StoreOverview",
     "StoreUnavailable",
     "SweepCounts",
     "database_revision",

@@ -103,3 +103,11 @@ class ApprovalClosed(SessionSupervisorError):
 
 class StoreUnavailable(SessionSupervisorError):
     """The database could not be reached or refused the write; nothing was acknowledged."""
+
+
+class SessionExists(SessionSupervisorError):
+    """A session with this id already exists (e.g. importing a session twice)."""
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(f"session {session_id!r} already exists")
+        self.session_id = session_id

@@ -13,7 +13,7 @@ from typing import Any, TypeVar, cast
 
 from sqlalchemy import Connection, Row, Table, delete, exists, insert, or_, select, update
 
-from persistence import _json
+from persistence import _admin, _json
 from persistence._codec import decode_message
 from persistence._engine import Engines
 from persistence._errors import (
@@ -24,6 +24,7 @@ from persistence._errors import (
     StaleSession,
     StoreUnavailable,
 )
+from persistence._migrate import current_revision, upgrade_op
 from persistence._models import (
     ActiveConnectionRow,
     ApprovalRequestRow,
@@ -587,8 +588,10 @@ class Store:
         status: str | None,
         mode: str | None,
         limit: int,
+        *,
+        newest_by: str = "updated_at",
     ) -> list[SessionSummary]:
-        """Sessions matching the filters, most recently updated first."""
+        """Sessions matching the filters, most recently updated (or created) first."""
 
         def fn(connection: Connection) -> list[SessionSummary]:
             query = self._summary_query()
@@ -598,7 +601,8 @@ class Store:
                 query = query.where(states.c.status == status)
             if mode is not None:
                 query = query.where(states.c.mode == mode)
-            query = query.order_by(states.c.updated_at.desc(), sessions.c.id).limit(limit)
+            newest = sessions.c.created_at if newest_by == "created_at" else states.c.updated_at
+            query = query.order_by(newest.desc(), sessions.c.id).limit(limit)
             return [self._summary(row) for row in connection.execute(query)]
 
         return await self._read(fn)
@@ -763,6 +767,59 @@ class Store:
             return [dict(row._mapping) for row in connection.execute(query)]
 
         return await self._read(fn)
+
+    # ------------------------------------------------------------------ operators
+
+    async def history(
+        self, session_id: str, tail: int | None = None
+    ) -> list[tuple[int, dict[str, Any]]] | None:
+        """The last ``tail`` messages (all if ``None``) as ``(seq, message)``, oldest first.
+
+        Returns ``None`` when the session does not exist.
+        """
+        return await self._read(_admin.history_fn(session_id, tail))
+
+    async def count_purgeable(
+        self, statuses: Sequence[str], cutoff: datetime, now: datetime
+    ) -> int:
+        """How many sessions :meth:`purge` would delete."""
+        return await self._read(_admin.count_purgeable_fn(statuses, cutoff, now))
+
+    async def purge(
+        self, statuses: Sequence[str], cutoff: datetime, now: datetime, limit: int
+    ) -> list[str]:
+        """Delete at most ``limit`` unowned sessions in ``statuses`` not updated since ``cutoff``.
+
+        One transaction per call: interrupting a purge between calls (or during one)
+        leaves whole sessions or none. Returns the ids deleted.
+        """
+        return await self._writer.submit(_admin.purge_op(statuses, cutoff, now, limit))
+
+    async def overview(self, now: datetime) -> _admin.StoreOverview:
+        """Counts by status and mode, database size, oldest active, pending approvals."""
+        return await self._read(_admin.overview_fn(now))
+
+    async def export_session(self, session_id: str) -> dict[str, Any] | None:
+        """A session with its history and approvals as a JSON-ready document, or ``None``."""
+        return await self._read(_admin.export_fn(session_id))
+
+    async def import_session(self, document: Any, now: datetime, *, replace: bool = False) -> str:
+        """Write a document of :meth:`export_session` (validated first); return its id.
+
+        Raises:
+            InvalidArgument: not a valid export; nothing was written.
+            SessionExists: the session exists and ``replace`` is false.
+            SessionOwnedElsewhere: ``replace`` of a session a live owner holds.
+        """
+        return await self._writer.submit(_admin.import_op(document, now, replace=replace))
+
+    async def schema_revision(self) -> str | None:
+        """The alembic revision the database is at (``None``: no schema yet)."""
+        return await self._read(current_revision)
+
+    async def migrate(self, revision: str = "head") -> None:
+        """Upgrade the schema to ``revision`` (one transaction, see :func:`upgrade_op`)."""
+        await self._writer.submit(upgrade_op(revision))
 
 
 def _approval(row: Row[Any]) -> ApprovalRecord:
