@@ -137,7 +137,9 @@ class SessionManager(SideTables, AsyncTwins):
             raise ManagerClosed("this SessionManager is closed; create a new one")
 
     def _store_call(self, coro: Any) -> Any:
-        self._check_open()
+        if self._closed:
+            coro.close()  # never scheduled: close it so it is not reported as un-awaited
+            self._check_open()
         return self._db.run(coro)
 
     def _ask(self, session_id: str, message: Any) -> Any:
