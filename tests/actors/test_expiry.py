@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import timedelta
 
 import pytest
@@ -179,3 +181,24 @@ class TestPassivation:
         assert len(manager.live_sessions()) == max_live
         for session_id in ids:
             assert manager.load(session_id)["conversation_history"] == history(2)
+
+
+class TestPeriodicCleanup:
+    """start() runs the sweep every cleanup_interval; stop() ends it."""
+
+    def test_started_manager_sweeps_by_itself(
+        self, make_manager: ManagerFactory, clock: ManualClock
+    ) -> None:
+        """Without calling sweep(), an expired session is reaped by the periodic tick."""
+        manager = make_manager(cleanup_interval=0.05)
+        session_id = manager.create_session("copilot", {})
+        asyncio.run(manager.start())
+        clock.advance(hours=25)
+        deadline = time.monotonic() + 5
+        while manager.info(session_id)["status"] != "expired" and time.monotonic() < deadline:
+            time.sleep(0.02)  # waiting for the ticker thread, not for expiry
+        assert manager.info(session_id)["status"] == "expired"
+        asyncio.run(manager.stop())
+        sweeps = manager.stats()["sweeps"]
+        time.sleep(0.2)
+        assert manager.stats()["sweeps"] == sweeps
