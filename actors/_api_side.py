@@ -114,7 +114,9 @@ class SideTables:
         resolved: bool = self._store_call(
             self._db.store.resolve_approval(approval_id, resolution, result_json, self._now())
         )
+        record: ApprovalRecord | None = self._store_call(self._db.store.get_approval(approval_id))
         log.info("approval.resolved" if resolved else "approval.late", approval_id=approval_id,
+                 session_id=record.session_id if record is not None else None,
                  resolution=resolution)  # fmt: skip
         return resolved
 

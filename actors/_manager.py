@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -17,6 +18,7 @@ from actors._api_side import SideTables
 from actors._clock import Clock, utc_now
 from actors._errors import ManagerClosed
 from actors._messages import ActorGone, Describe, LiveState, Save, Transition
+from actors._metrics import CheckpointTimings
 from actors._settings import Settings
 from actors._supervisor import SessionSupervisor
 from actors._ticker import Ticker
@@ -114,6 +116,7 @@ class SessionManager(SideTables, AsyncTwins):
         self._ticker.start()
         self._elapsed = 0.0
         self._tick_interval = interval
+        self._checkpoint_timings = CheckpointTimings()
         _register_exit_hook(self)
         log.info("manager.opened", instance_id=self.instance_id, database=db.url)
 
@@ -331,7 +334,13 @@ class SessionManager(SideTables, AsyncTwins):
             conversation_history, context_json, current_phase, current_step, plan_json,
             set_plan, history_rewritten,
         )  # fmt: skip
-        version: int = self._ask(session_id, save)
+        started = time.perf_counter()
+        try:
+            version: int = self._ask(session_id, save)
+        except BaseException:
+            self._checkpoint_timings.failed()
+            raise
+        self._checkpoint_timings.record(time.perf_counter() - started)
         return version
 
     def _transition(self, session_id: str, action: str) -> int:
@@ -432,9 +441,21 @@ class SessionManager(SideTables, AsyncTwins):
         self._supervisor.reset_failures(session_id).get(timeout=self._settings.call_timeout)
 
     def stats(self) -> dict[str, Any]:
-        """Live actors, supervision counters and store writer counters."""
+        """What this manager did since it started, for dashboards and health checks.
+
+        Returns:
+            ``live_actors``; the supervisor's counters ``spawned``, ``rehydrations``,
+            ``passivations``, ``restarts``, ``crashes``, ``expirations``,
+            ``lease_takeovers`` (sessions taken from an owner whose lease lapsed),
+            ``leases_lost`` (taken from us) and ``sweeps``; ``checkpoints``,
+            ``checkpoints_failed``, ``checkpoint_p50_ms`` and ``checkpoint_p99_ms`` (the
+            latest 1024 checkpoints, from the call until the commit; ``None`` before the
+            first); and the store writer's ``writes_waiting``, ``write_batches``,
+            ``writes_committed`` and ``largest_batch``.
+        """
         self._check_open()
         result: dict[str, Any] = self._supervisor.stats().get(timeout=self._settings.call_timeout)
+        result.update(self._checkpoint_timings.snapshot())
         writer = self._db.store.writer
         result.update(
             writes_waiting=writer.pending,

@@ -140,7 +140,10 @@ class SessionActor(pykka.ThreadingActor):
             raise
         self._adopt(lease)
         assert self._state is not None  # noqa: S101 - set by _adopt
-        self._supervisor.loaded(self.session_id, self.actor_ref, self._state.epoch)
+        taken_over = lease.taken_from is not None
+        self._supervisor.loaded(self.session_id, self.actor_ref, self._state.epoch, taken_over)
+        if taken_over:
+            self._log.warning("lease.taken_over", previous_owner=lease.taken_from)
         self._log.info(
             "session.rehydrated",
             version=self._state.version,

@@ -37,6 +37,7 @@ class SupervisorStats:
     restarts: int = 0
     crashes: int = 0
     expirations: int = 0
+    lease_takeovers: int = 0
     leases_lost: int = 0
     sweeps: int = 0
 
@@ -143,8 +144,12 @@ class SessionSupervisor(pykka.ThreadingActor):
 
     # ------------------------------------------------------------------ told by actors
 
-    def loaded(self, session_id: str, ref: pykka.ActorRef[Any], epoch: int) -> None:
-        """A session actor took its lease at ``epoch``."""
+    def loaded(
+        self, session_id: str, ref: pykka.ActorRef[Any], epoch: int, taken_over: bool = False
+    ) -> None:
+        """A session actor took its lease at ``epoch`` (from a lapsed owner if ``taken_over``)."""
+        if taken_over:
+            self._stats.lease_takeovers += 1
         entry = self._live.get(session_id)
         if entry is not None and entry.ref is ref:
             entry.epoch = epoch

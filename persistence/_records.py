@@ -48,10 +48,14 @@ class StateRecord:
 
 @dataclass(frozen=True, slots=True)
 class Lease:
-    """A session taken by one owner: its state row and the sampled messages of its history."""
+    """A session taken by one owner: its state row and the sampled messages of its history.
+
+    ``taken_from`` names the previous owner when its lease had lapsed (a takeover).
+    """
 
     state: StateRecord
     samples: dict[int, dict[str, Any]]
+    taken_from: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

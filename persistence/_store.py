@@ -208,6 +208,9 @@ class Store:
         """
 
         def op(connection: Connection) -> Lease:
+            before = connection.execute(
+                select(states.c.owner).where(states.c.session_id == session_id)
+            ).first()
             row = (
                 connection.execute(
                     update(states)
@@ -228,7 +231,9 @@ class Store:
                 self._diagnose(connection, session_id, action="open")
             assert row is not None  # noqa: S101 - _diagnose always raises
             state = _state(row)
-            return Lease(state, self._samples(connection, session_id, state.message_count))
+            previous = before[0] if before is not None and before[0] != owner else None
+            samples = self._samples(connection, session_id, state.message_count)
+            return Lease(state, samples, taken_from=previous)
 
         return await self._writer.submit(op)
 
