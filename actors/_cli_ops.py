@@ -28,6 +28,7 @@ from actors._clock import utc_now
 from persistence import (
     SESSION_STATUSES,
     Database,
+    InvalidTransition,
     SessionNotFound,
     StoreOverview,
     downgrade_op,
@@ -55,7 +56,11 @@ def _lifecycle_command(action: str, json_option: JsonOption) -> click.Command:
     @click.pass_obj
     def command(env: Env, session_id: str, as_json: bool) -> None:
         manager = env.manager()
-        version: int = getattr(manager, action)(session_id)
+        try:
+            version: int = getattr(manager, action)(session_id)
+        except InvalidTransition as error:
+            # A finished session refuses to be opened at all: name the action asked for.
+            raise InvalidTransition(session_id, error.status, action) from None
         if as_json:
             emit_json({"session_id": session_id, "status": status, "version": version})
         else:
