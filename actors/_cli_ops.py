@@ -50,7 +50,11 @@ _LIFECYCLE = {
 def _lifecycle_command(action: str, json_option: JsonOption) -> click.Command:
     status, summary = _LIFECYCLE[action]
 
-    @click.command(action, help=f"{summary} Fails with exit code 5 while a live worker owns it.")
+    @click.command(
+        action,
+        help=f"{summary} Fails with exit code 5 while a live worker owns it.",
+        short_help=summary,
+    )
     @click.argument("session_id")
     @json_option
     @click.pass_obj
@@ -70,7 +74,7 @@ def _lifecycle_command(action: str, json_option: JsonOption) -> click.Command:
 
 
 def _delete_command(json_option: JsonOption) -> click.Command:
-    @click.command("delete")
+    @click.command("delete", short_help="Delete a session with its history.")
     @click.argument("session_id")
     @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
     @json_option
@@ -103,7 +107,7 @@ def purge_batch(
 
 
 def _purge_command(json_option: JsonOption) -> click.Command:
-    @click.command("purge")
+    @click.command("purge", short_help="Delete old sessions in batches (interruptible).")
     @click.option(
         "--older-than", "older_than", callback=duration_option, required=True,
         metavar="DURATION",
@@ -217,7 +221,7 @@ def _overview_json(env: Env, overview: StoreOverview) -> dict[str, Any]:
 
 
 def _stats_command(json_option: JsonOption) -> click.Command:
-    @click.command("stats")
+    @click.command("stats", short_help="Counts by status and mode, size, oldest, approvals.")
     @json_option
     @click.pass_obj
     def stats(env: Env, as_json: bool) -> None:

@@ -197,7 +197,7 @@ def _message_lines(seq: int, message: dict[str, Any], width: int | None) -> list
     return lines
 
 
-@cli.command()
+@cli.command(short_help="Show one session's state, lease and last messages.")
 @click.argument("session_id")
 @click.option(
     "-n", "--messages", type=click.IntRange(min=0), default=5, show_default=True,
@@ -296,7 +296,7 @@ _cli_ops.register(cli, json_option)
 # ---------------------------------------------------------------------- export / import
 
 
-@cli.command("export")
+@cli.command("export", short_help="Write a session as JSON (stdout or -o FILE).")
 @click.argument("session_id")
 @click.option(
     "-o", "--output", type=click.File("w", encoding="utf-8"), default="-",
@@ -312,7 +312,7 @@ def export_session(env: Env, session_id: str, output: TextIO) -> None:
     output.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
 
 
-@cli.command("import")
+@cli.command("import", short_help="Create a session from an export file.")
 @click.argument("file", type=click.File("r", encoding="utf-8"))
 @click.option("--replace", is_flag=True, help="Overwrite a session with the same id.")
 @json_option

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,12 +16,14 @@ from typing import Any
 import pytest
 import structlog
 from click.testing import CliRunner, Result
+from sqlalchemy import create_engine, insert
 
 from actors import ManualClock
 from actors import _cli_ops as cli_ops
 from actors._cli_support import ExitCode, parse_duration
 from actors.cli import cli
 from persistence import Database
+from persistence._models import SessionMessageRow, SessionRow, SessionStateRow
 from tests.conftest import ManagerFactory, history
 
 # Long enough ago that `purge --older-than 30d` (real time) selects these sessions.
@@ -643,3 +647,54 @@ class TestRealProcess:
         assert missing.returncode == ExitCode.NOT_FOUND
         assert missing.stderr.strip() == "Error: session 'nope' does not exist"
         assert missing.stdout == ""
+
+    def test_sigint_during_purge(self, db_url: str, db_path: Path) -> None:
+        """A real Ctrl-C (SIGINT) midway through a purge: exit 130, consistent, resumable."""
+        assert run(db_url, "db", "upgrade").exit_code == 0
+        _bulk_finished_sessions(db_path, 3000)
+        script = Path(sys.executable).parent / "sessions"
+        command = [str(script), "--database-url", db_url, "purge", "--older-than", "30d",
+                   "--batch-size", "1", "--yes"]  # fmt: skip
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        deadline = time.monotonic() + 30
+        while counts(db_path)["sessions"] == 3000 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+        assert process.returncode == ExitCode.INTERRUPTED, stderr
+        assert "run the same command again" in stderr
+        assert_consistent(db_path)
+        left = counts(db_path)
+        assert 0 < left["sessions"] < 3000
+        assert left["session_messages"] == 2 * left["sessions"]
+        assert run(db_url, "purge", "--older-than", "30d", "--yes").exit_code == 0
+        assert counts(db_path)["sessions"] == 0
+        assert_consistent(db_path)
+
+
+def _bulk_finished_sessions(db_path: Path, count: int) -> None:
+    """Insert ``count`` old completed sessions with two messages each, in one transaction."""
+    engine = create_engine(f"sqlite:///{db_path}")
+    rows = [f"bulk-{index:05d}" for index in range(count)]
+    with engine.begin() as connection:
+        connection.execute(
+            insert(SessionRow.__table__),
+            [{"id": i, "user_id": "u", "name": i, "created_at": PAST, "last_active_at": PAST,
+              "status": "completed", "meta": "{}", "resource_limits": None} for i in rows],
+        )  # fmt: skip
+        connection.execute(
+            insert(SessionStateRow.__table__),
+            [{"session_id": i, "mode": "task", "context_variables": "{}", "plan_data": None,
+              "current_phase": "done", "current_step": None, "status": "completed",
+              "created_at": PAST, "updated_at": PAST, "expires_at": None, "version": 2,
+              "message_count": 2, "owner": None, "epoch": 1, "lease_expires_at": None}
+             for i in rows],
+        )  # fmt: skip
+        connection.execute(
+            insert(SessionMessageRow.__table__),
+            [{"session_id": i, "seq": seq, "role": "user", "agent": None, "content": "x",
+              "timestamp": None, "extra": None} for i in rows for seq in (0, 1)],
+        )  # fmt: skip
+    engine.dispose()
