@@ -124,7 +124,12 @@ class SessionActor(pykka.ThreadingActor):
         state = lease.state
         self._log = log.bind(session_id=self.session_id, mode=state.mode)
 
-    def _loaded(self) -> StateRecord:
+    def _loaded(self, action: str = "open") -> StateRecord:
+        """The state, rehydrated from the last checkpoint (taking the lease) if needed.
+
+        Args:
+            action: what the caller wants to do, named in an ``InvalidTransition``.
+        """
         if self._state is not None:
             return self._state
         settings = self._settings
@@ -135,6 +140,9 @@ class SessionActor(pykka.ThreadingActor):
                     self.session_id, settings.instance_id, now, now + settings.lease_ttl
                 )
             )
+        except InvalidTransition as error:
+            self._leave("load failed: InvalidTransition")
+            raise InvalidTransition(self.session_id, error.status, action) from None
         except SessionSupervisorError as error:
             self._leave(f"load failed: {type(error).__name__}")
             raise
@@ -192,7 +200,7 @@ class SessionActor(pykka.ThreadingActor):
         return all(history[position] == samples.get(position) for position in samples)
 
     def _save(self, save: Save) -> int:
-        state = self._loaded()
+        state = self._loaded("save")
         if state.status != "active":
             raise InvalidTransition(self.session_id, state.status, "save")
         history = save.history
@@ -261,7 +269,7 @@ class SessionActor(pykka.ThreadingActor):
     # ------------------------------------------------------------------ lifecycle
 
     def _transition(self, action: str) -> int:
-        state = self._loaded()
+        state = self._loaded(action)
         from_statuses, to_status, release, event = TRANSITIONS[action]
         if state.status not in from_statuses:
             raise InvalidTransition(self.session_id, state.status, action)

@@ -131,3 +131,18 @@ class TestUnknownSessions:
         assert manager.delete_session(missing) is False
         assert manager.get_session_info(missing) is None
         assert manager.live_sessions() == []
+
+
+class TestErrorMessages:
+    """A refusal names the action the caller asked for."""
+
+    @pytest.mark.parametrize("action", ["resume", "suspend", "complete"])
+    def test_action_on_a_finished_session_that_is_not_live(
+        self, manager: SessionManager, action: str
+    ) -> None:
+        """Even when the refusal comes from rehydration, the message says what was refused."""
+        session_id = _session_in(manager, "completed")
+        assert session_id not in manager.live_sessions()
+        with pytest.raises(InvalidTransition, match=f"cannot {action} session") as caught:
+            getattr(manager, action)(session_id)
+        assert (caught.value.action, caught.value.status) == (action, "completed")
