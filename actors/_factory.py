@@ -30,6 +30,8 @@ def create_session_manager(
     call_timeout: float = 30.0,
     max_restarts: int = 5,
     restart_window: timedelta = timedelta(minutes=1),
+    restart_backoff: timedelta = timedelta(seconds=1),
+    restart_backoff_max: timedelta = timedelta(seconds=60),
 ) -> SessionManager:
     """Open the session store and start a manager on it.
 
@@ -52,6 +54,10 @@ def create_session_manager(
         max_restarts: crashes within ``restart_window`` after which a session is not
             restarted (``SessionFailed``).
         restart_window: see ``max_restarts``.
+        restart_backoff: delay before the automatic restart after a second crash in the
+            window; it doubles with each further crash, up to ``restart_backoff_max``. The
+            first crash is restarted at once; using the session restarts it at once.
+        restart_backoff_max: the longest delay between automatic restarts.
 
     Raises:
         InvalidArgument: a bad URL or setting.
@@ -77,6 +83,8 @@ def create_session_manager(
             call_timeout=call_timeout,
             max_restarts=max_restarts,
             restart_window=restart_window,
+            restart_backoff=restart_backoff,
+            restart_backoff_max=restart_backoff_max,
         )
     except BaseException:
         db.close()

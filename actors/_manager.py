@@ -82,6 +82,8 @@ class SessionManager(SideTables, AsyncTwins):
         call_timeout: float = 30.0,
         max_restarts: int = 5,
         restart_window: timedelta = timedelta(minutes=1),
+        restart_backoff: timedelta = timedelta(seconds=1),
+        restart_backoff_max: timedelta = timedelta(seconds=60),
     ) -> None:
         if cleanup_interval <= 0:
             raise InvalidArgument(f"cleanup_interval must be > 0 seconds, not {cleanup_interval}")
@@ -102,6 +104,8 @@ class SessionManager(SideTables, AsyncTwins):
             call_timeout=call_timeout,
             max_restarts=max_restarts,
             restart_window=restart_window,
+            restart_backoff=restart_backoff,
+            restart_backoff_max=restart_backoff_max,
         )
         self._db = db
         self._cleanup_interval = cleanup_interval
@@ -165,6 +169,7 @@ class SessionManager(SideTables, AsyncTwins):
         if self._closed:
             return
         self._supervisor.renew_leases()
+        self._supervisor.restart_due()
         self._elapsed += self._tick_interval
         if self._sweeping and self._elapsed >= self._cleanup_interval:
             self._elapsed = 0.0

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from actors._clock import Clock
+from actors._runtime import RuntimeSpec
 from persistence import Database
 
 
@@ -26,6 +27,9 @@ class Settings:
     max_restarts: int
     restart_window: timedelta
     connection_timeout: timedelta = timedelta(minutes=5)
+    runtimes: RuntimeSpec | None = None
+    restart_backoff: timedelta = timedelta(seconds=1)
+    restart_backoff_max: timedelta = timedelta(seconds=60)
 
     def now(self) -> datetime:
         """The injected clock's time."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pykka
@@ -44,7 +44,10 @@ class SupervisorStats:
 
 @dataclass
 class _Failures:
-    times: deque[float] = field(default_factory=deque)
+    """The recent crashes of one session and its delayed restart, on the injected clock."""
+
+    times: deque[datetime] = field(default_factory=deque)
+    restart_at: datetime | None = None
 
 
 class SessionSupervisor(pykka.ThreadingActor):
@@ -85,6 +88,13 @@ class SessionSupervisor(pykka.ThreadingActor):
         self._await_stopped(session_id)
         ref = self._spawn(session_id, None)
         self._stats.rehydrations += 1
+        record = self._failures.get(session_id)
+        if record is not None and record.restart_at is not None:
+            # A caller is waiting: its request restarts the session now, not at the end of
+            # the backoff; the crash window still bounds how often that can happen.
+            record.restart_at = None
+            self._stats.restarts += 1
+            log.warning("session.restarted", session_id=session_id, on_demand=True)
         return ref
 
     def adopt(self, session_id: str, lease: Lease) -> pykka.ActorRef[Any]:
@@ -129,18 +139,47 @@ class SessionSupervisor(pykka.ThreadingActor):
         record = self._failures.get(session_id)
         if record is None:
             return
-        window = self._settings.restart_window.total_seconds()
-        horizon = time.monotonic() - window
-        while record.times and record.times[0] < horizon:
+        window = self._settings.restart_window
+        horizon = self._settings.now() - window
+        while record.times and record.times[0] <= horizon:
             record.times.popleft()
         if len(record.times) >= self._settings.max_restarts:
-            raise SessionFailed(session_id, len(record.times), window)
-        if not record.times:
+            raise SessionFailed(session_id, len(record.times), window.total_seconds())
+        if not record.times and record.restart_at is None:
             del self._failures[session_id]
 
+    def _backoff(self, failures: int) -> timedelta:
+        """The delay before the automatic restart after the ``failures``-th recent crash.
+
+        The first crash is restarted at once (a one-off fault); each further crash in the
+        window doubles the delay, up to ``restart_backoff_max``.
+        """
+        if failures <= 1:
+            return timedelta(0)
+        settings = self._settings
+        delay: timedelta = settings.restart_backoff * (1 << min(failures - 2, 32))
+        return min(delay, settings.restart_backoff_max)
+
     def reset_failures(self, session_id: str) -> None:
-        """Allow a session that crashed too often to be restarted again."""
+        """Allow a session that crashed too often to be restarted again (on its next use)."""
         self._failures.pop(session_id, None)
+
+    def failures(self, session_id: str) -> dict[str, Any]:
+        """A session's recent crashes: their count in the window and the pending restart."""
+        record = self._failures.get(session_id)
+        if record is None:
+            return {"recent_crashes": 0, "restart_at": None, "stopped": False}
+        try:
+            self._check_failures(session_id)
+        except SessionFailed:
+            stopped = True
+        else:
+            stopped = False
+        return {
+            "recent_crashes": len(record.times),
+            "restart_at": record.restart_at,
+            "stopped": stopped,
+        }
 
     # ------------------------------------------------------------------ told by actors
 
@@ -170,18 +209,56 @@ class SessionSupervisor(pykka.ThreadingActor):
         if entry is None or entry.ref is not ref:
             return
         self._retire(session_id)
+        now = self._settings.now()
         record = self._failures.setdefault(session_id, _Failures())
-        record.times.append(time.monotonic())
+        record.times.append(now)
+        record.restart_at = None
         try:
             self._check_failures(session_id)
         except SessionFailed as failed:
             log.error("session.crash_loop", session_id=session_id, error=str(failed))
             return
+        delay = self._backoff(len(record.times))
+        if delay > timedelta(0):
+            record.restart_at = now + delay
+            log.warning(
+                "session.restart_scheduled",
+                session_id=session_id,
+                after=error,
+                delay_seconds=delay.total_seconds(),
+            )
+            return
+        self._restart(session_id, error)
+
+    def _restart(self, session_id: str, error: str | None) -> None:
         self._await_stopped(session_id)
         new_ref = self._spawn(session_id, None)
         new_ref.tell(Warm())
         self._stats.restarts += 1
         log.warning("session.restarted", session_id=session_id, after=error)
+
+    def restart_due(self) -> int:
+        """Restart the crashed sessions whose backoff is over; return how many.
+
+        Runs on every tick and sweep; a session used before its backoff is over is
+        restarted by that use instead.
+        """
+        now = self._settings.now()
+        due = [
+            sid
+            for sid, record in self._failures.items()
+            if record.restart_at is not None and record.restart_at <= now
+        ]
+        for session_id in due:
+            self._failures[session_id].restart_at = None
+            if session_id in self._live:
+                continue
+            try:
+                self._check_failures(session_id)
+            except SessionFailed:
+                continue
+            self._restart(session_id, None)
+        return len(due)
 
     # ------------------------------------------------------------------ periodic work
 
@@ -205,6 +282,7 @@ class SessionSupervisor(pykka.ThreadingActor):
             self._passivate(session_id)
         for session_id in list(self._stopping):
             self._await_stopped(session_id)
+        self.restart_due()
         self._stats.sweeps += 1
         result = {
             "sessions_expired": len(counts.expired_sessions),

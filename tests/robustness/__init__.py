@@ -1,0 +1,1 @@
+"""Robustness: kills, database faults, supervision, hostile input, load."""
