@@ -42,6 +42,8 @@ log = structlog.get_logger("actors.manager")
 
 _MISSING: Any = object()
 _CHECKOUT_ATTEMPTS = 3
+_REF_RECHECK = timedelta(seconds=1)
+_REF_SLACK = 1024
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -115,6 +117,10 @@ class SessionManager(SideTables, AsyncTwins):
         self._close_lock = threading.Lock()
         self._supervisor_ref = SessionSupervisor.start(self._settings)
         self._supervisor = self._supervisor_ref.proxy()
+        # Live actors by session, so that a save is one hand-off instead of two; each entry
+        # is re-checked with the supervisor (which keeps the LRU order) after _REF_RECHECK.
+        self._refs: dict[str, tuple[pykka.ActorRef[Any], datetime]] = {}
+        self._ref_recheck = min(idle_timeout / 4, _REF_RECHECK)
         interval = min(cleanup_interval, lease_ttl.total_seconds() / 3)
         self._ticker = Ticker(interval, self._tick, name="session-supervisor-ticker")
         self._ticker.start()
@@ -155,15 +161,31 @@ class SessionManager(SideTables, AsyncTwins):
         timeout = self._settings.call_timeout
         for _ in range(_CHECKOUT_ATTEMPTS):
             try:
-                ref = self._supervisor.checkout(session_id).get(timeout=timeout)
-                return ref.ask(message, timeout=timeout)
+                return self._checkout(session_id, timeout).ask(message, timeout=timeout)
             except (pykka.ActorDeadError, ActorGone):
+                self._refs.pop(session_id, None)
                 continue
             except pykka.Timeout:
                 raise StoreUnavailable(
                     f"session {session_id!r} did not answer within {timeout}s"
                 ) from None
         raise StoreUnavailable(f"session {session_id!r} kept stopping; try again")
+
+    def _checkout(self, session_id: str, timeout: float) -> pykka.ActorRef[Any]:
+        """The session's live actor: from the cache, or from the supervisor (rehydrating)."""
+        now = self._now()
+        cached = self._refs.get(session_id)
+        if cached is not None and now - cached[1] < self._ref_recheck:
+            return cached[0]
+        ref: pykka.ActorRef[Any] = self._supervisor.checkout(session_id).get(timeout=timeout)
+        self._remember(session_id, ref, now)
+        return ref
+
+    def _remember(self, session_id: str, ref: pykka.ActorRef[Any], now: datetime) -> None:
+        refs = self._refs
+        if len(refs) >= self._settings.max_live + _REF_SLACK:
+            refs.clear()  # mostly passivated actors by now; live ones come back on use
+        refs[session_id] = (ref, now)
 
     def _tick(self) -> None:
         if self._closed:
@@ -293,7 +315,9 @@ class SessionManager(SideTables, AsyncTwins):
             session_id, mode, "{}", None, "init", None, "active", now, now,
             new.expires_at, 1, 0, settings.instance_id, 1, new.lease_until,
         )  # fmt: skip
-        self._supervisor.adopt(session_id, Lease(state, {})).get(timeout=settings.call_timeout)
+        adopted = self._supervisor.adopt(session_id, Lease(state, {}))
+        ref = adopted.get(timeout=settings.call_timeout)
+        self._remember(session_id, ref, now)
         log.info("session.created", session_id=session_id, mode=mode, user_id=user_id)
         return session_id
 

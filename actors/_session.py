@@ -12,11 +12,13 @@ from persistence import (
     Checkpoint,
     InvalidTransition,
     Lease,
+    MessageRow,
     SessionNotFound,
     SessionOwnedElsewhere,
     SessionSupervisorError,
     StaleSession,
     StateRecord,
+    decode_message,
     encode_message,
     sample_positions,
 )
@@ -199,13 +201,35 @@ class SessionActor(pykka.ThreadingActor):
         samples = self._samples
         return all(history[position] == samples.get(position) for position in samples)
 
+    def _resample(
+        self, history: list[Any], first: int, rows: list[MessageRow]
+    ) -> dict[int, dict[str, Any]]:
+        """The samples after a checkpoint that stored ``rows`` from position ``first`` on.
+
+        Kept samples stay; new ones are decoded from the rows just written (equal to the
+        caller's messages, and detached from them, so an in-place edit is still seen).
+        """
+        kept = self._samples
+        samples: dict[int, dict[str, Any]] = {}
+        for position in sample_positions(len(history)):
+            if position >= first:
+                samples[position] = decode_message(rows[position - first])
+            elif position in kept:
+                samples[position] = kept[position]
+            else:  # not sampled before (a lease from a damaged history): take it as it is now
+                samples[position] = clone(history[position])
+        return samples
+
     def _save(self, save: Save) -> int:
         state = self._loaded("save")
         if state.status != "active":
             raise InvalidTransition(self.session_id, state.status, "save")
         history = save.history
         known = state.message_count
-        append = self._is_append(history, known) if save.rewritten is None else not save.rewritten
+        if save.rewritten is None:
+            append = self._is_append(history, known)
+        else:  # the caller knows; a shorter history is never an append
+            append = not save.rewritten and len(history) >= known
         first = known if append else 0
         limit = self._settings.max_message_bytes
         rows = [
@@ -230,7 +254,7 @@ class SessionActor(pykka.ThreadingActor):
             rewrite_from=None if append else 0,
         )
         try:
-            version = settings.db.run(settings.db.store.checkpoint(checkpoint))
+            version = settings.db.store.checkpoint_blocking(checkpoint, settings.db.timeout)
         except SessionOwnedElsewhere as error:
             self._lost_lease(error.owner)
             raise
@@ -238,13 +262,7 @@ class SessionActor(pykka.ThreadingActor):
             self._refresh()
             raise
         count = len(history)
-        samples = self._samples
-        self._samples = {
-            position: samples[position]
-            if append and position < known and position in samples
-            else clone(history[position])
-            for position in sample_positions(count)
-        }
+        self._samples = self._resample(history, first, rows)
         phase_changed = save.phase != state.current_phase
         state.version = version
         state.message_count = count

@@ -7,11 +7,24 @@ reader engine and never block writes (WAL on SQLite, MVCC on PostgreSQL).
 
 from __future__ import annotations
 
+import concurrent.futures
+import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Connection, Row, Table, delete, exists, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Row,
+    Table,
+    delete,
+    exists,
+    insert,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 
 from persistence import _admin, _json
 from persistence._codec import decode_message
@@ -42,6 +55,7 @@ from persistence._records import (
     StateRecord,
     SweepCounts,
 )
+from persistence._statements import sqlite_checkpoint
 from persistence._writer import GroupCommitWriter
 
 T = TypeVar("T")
@@ -53,6 +67,8 @@ approvals = cast("Table", ApprovalRequestRow.__table__)
 connections = cast("Table", ActiveConnectionRow.__table__)
 
 LIVE_STATUSES = ("active", "suspended")
+# (session, epoch) pairs per renewal statement: 2 parameters each, far below SQLite's limit.
+_RENEW_CHUNK = 4000
 _STATE_COLUMNS = (
     states.c.session_id,
     states.c.mode,
@@ -250,37 +266,14 @@ class Store:
         )
         return {row[0]: decode_message(tuple(row[1:])) for row in result}
 
-    async def checkpoint(self, cp: Checkpoint) -> int:
-        """Durably apply one checkpoint; return the new version.
-
-        Raises:
-            SessionNotFound, SessionOwnedElsewhere, InvalidTransition, StaleSession: the
-                guard did not match; nothing was written.
-        """
-
+    def _checkpoint_op(self, cp: Checkpoint) -> Callable[[Connection], int]:
         def op(connection: Connection) -> int:
-            values: dict[str, Any] = {
-                "context_variables": cp.context_json,
-                "current_phase": cp.phase,
-                "current_step": cp.step,
-                "updated_at": cp.now,
-                "expires_at": cp.expires_at,
-                "version": cp.expected_version + 1,
-                "message_count": cp.message_count,
-            }
-            if cp.set_plan:
-                values["plan_data"] = cp.plan_json
-            result = connection.execute(
-                update(states)
-                .where(
-                    states.c.session_id == cp.session_id,
-                    states.c.version == cp.expected_version,
-                    states.c.epoch == cp.epoch,
-                    states.c.status == "active",
-                )
-                .values(**values)
-            )
-            if result.rowcount != 1:
+            if connection.dialect.name == "sqlite":
+                driver = cast("sqlite3.Connection", connection.connection.driver_connection)
+                applied = sqlite_checkpoint(driver, cp)
+            else:
+                applied = _core_checkpoint(connection, cp)
+            if not applied:
                 self._diagnose(
                     connection,
                     cp.session_id,
@@ -289,36 +282,37 @@ class Store:
                     version=cp.expected_version,
                     allowed=("active",),
                 )
-            if cp.rewrite_from is not None:
-                connection.execute(
-                    delete(messages).where(
-                        messages.c.session_id == cp.session_id,
-                        messages.c.seq >= cp.rewrite_from,
-                    )
-                )
-            if cp.new_messages:
-                sid, first = cp.session_id, cp.first_seq
-                connection.execute(
-                    insert(messages),
-                    [
-                        {
-                            "session_id": sid,
-                            "seq": first + offset,
-                            "role": row[0],
-                            "agent": row[1],
-                            "content": row[2],
-                            "timestamp": row[3],
-                            "extra": row[4],
-                        }
-                        for offset, row in enumerate(cp.new_messages)
-                    ],
-                )
-            connection.execute(
-                update(sessions).where(sessions.c.id == cp.session_id).values(last_active_at=cp.now)
-            )
             return cp.expected_version + 1
 
-        return await self._writer.submit(op)
+        return op
+
+    async def checkpoint(self, cp: Checkpoint) -> int:
+        """Durably apply one checkpoint; return the new version.
+
+        Raises:
+            SessionNotFound, SessionOwnedElsewhere, InvalidTransition, StaleSession: the
+                guard did not match; nothing was written.
+        """
+        return await self._writer.submit(self._checkpoint_op(cp))
+
+    def checkpoint_blocking(self, cp: Checkpoint, timeout: float) -> int:
+        """:meth:`checkpoint` for a plain thread (a session actor): wait for its commit.
+
+        On SQLite the checkpoint goes straight to the writer thread, without a hop through
+        the store's event loop. Never call it from that loop's thread.
+
+        Raises:
+            StoreUnavailable: the store is closed, refused the write, or did not commit
+                within ``timeout`` seconds (then it may still commit later).
+            SessionNotFound, SessionOwnedElsewhere, InvalidTransition, StaleSession: as
+                :meth:`checkpoint`.
+        """
+        future = self._writer.submit_threadsafe(self._checkpoint_op(cp))
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise StoreUnavailable("the session store did not answer in time") from None
 
     async def transition(  # noqa: PLR0917
         self,
@@ -443,17 +437,32 @@ class Store:
     async def renew_leases(
         self, owner: str, lease_until: datetime, epochs: dict[str, int]
     ) -> set[str]:
-        """Extend the leases ``owner`` still holds; return the sessions it lost."""
+        """Extend the leases ``owner`` holds at exactly these ``epochs``; return those lost.
+
+        Only the given ``(session, epoch)`` pairs are renewed: a row still naming ``owner``
+        that the caller no longer serves (its release failed) lapses by itself instead of
+        being kept from other processes for as long as this one lives.
+        """
+        pairs = list(epochs.items())
 
         def op(connection: Connection) -> set[str]:
-            result = connection.execute(
-                update(states)
-                .where(states.c.owner == owner, states.c.status.in_(LIVE_STATUSES))
-                .values(lease_expires_at=lease_until)
-                .returning(states.c.session_id, states.c.epoch)
-            )
-            held: dict[str, int] = {row[0]: row[1] for row in result}
-            return {sid for sid, epoch in epochs.items() if held.get(sid) != epoch}
+            held: set[str] = set()
+            # Bounded chunks keep the statement under SQLite's bound-parameter limit.
+            for start in range(0, len(pairs), _RENEW_CHUNK):
+                result = connection.execute(
+                    update(states)
+                    .where(
+                        states.c.owner == owner,
+                        states.c.status.in_(LIVE_STATUSES),
+                        tuple_(states.c.session_id, states.c.epoch).in_(
+                            pairs[start : start + _RENEW_CHUNK]
+                        ),
+                    )
+                    .values(lease_expires_at=lease_until)
+                    .returning(states.c.session_id)
+                )
+                held.update(row[0] for row in result)
+            return {sid for sid, _ in pairs if sid not in held}
 
         return await self._writer.submit(op)
 
@@ -825,6 +834,60 @@ class Store:
     async def migrate(self, revision: str = "head") -> None:
         """Upgrade the schema to ``revision`` (one transaction, see :func:`upgrade_op`)."""
         await self._writer.submit(upgrade_op(revision))
+
+
+def _core_checkpoint(connection: Connection, cp: Checkpoint) -> bool:
+    """The checkpoint through SQLAlchemy Core (PostgreSQL); see :func:`sqlite_checkpoint`."""
+    values: dict[str, Any] = {
+        "context_variables": cp.context_json,
+        "current_phase": cp.phase,
+        "current_step": cp.step,
+        "updated_at": cp.now,
+        "expires_at": cp.expires_at,
+        "version": cp.expected_version + 1,
+        "message_count": cp.message_count,
+    }
+    if cp.set_plan:
+        values["plan_data"] = cp.plan_json
+    result = connection.execute(
+        update(states)
+        .where(
+            states.c.session_id == cp.session_id,
+            states.c.version == cp.expected_version,
+            states.c.epoch == cp.epoch,
+            states.c.status == "active",
+        )
+        .values(**values)
+    )
+    if result.rowcount != 1:
+        return False
+    if cp.rewrite_from is not None:
+        connection.execute(
+            delete(messages).where(
+                messages.c.session_id == cp.session_id, messages.c.seq >= cp.rewrite_from
+            )
+        )
+    if cp.new_messages:
+        sid, first = cp.session_id, cp.first_seq
+        connection.execute(
+            insert(messages),
+            [
+                {
+                    "session_id": sid,
+                    "seq": first + offset,
+                    "role": row[0],
+                    "agent": row[1],
+                    "content": row[2],
+                    "timestamp": row[3],
+                    "extra": row[4],
+                }
+                for offset, row in enumerate(cp.new_messages)
+            ],
+        )
+    connection.execute(
+        update(sessions).where(sessions.c.id == cp.session_id).values(last_active_at=cp.now)
+    )
+    return True
 
 
 def _approval(row: Row[Any]) -> ApprovalRecord:

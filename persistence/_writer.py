@@ -1,4 +1,4 @@
-"""Group commit: every write of the store goes through one writer task.
+"""Group commit: every write of the store goes through one writer.
 
 Writes that arrive while a transaction is running wait in a queue; the writer takes all of
 them (up to ``max_batch``) into the next transaction and resolves each caller's future only
@@ -7,14 +7,17 @@ writers never contend for the file lock inside one process.
 
 Each operation must raise its domain error (``StaleSession``, ``SessionNotFound`` ...)
 *before* it writes anything: the other operations of its batch still commit. An error of
-the database itself (lost connection, locked or read-only file, failed commit) fails every
-operation of the batch with :class:`StoreUnavailable` and no other batch.
+the database itself (lost connection, locked or read-only file, failed commit), or any
+other exception of an operation, rolls the transaction back and fails every operation of
+the batch with :class:`StoreUnavailable`, and no other batch.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import queue
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +32,7 @@ from persistence._errors import SessionSupervisorError, StoreUnavailable
 T = TypeVar("T")
 WriteOp = Callable[[Connection], Any]
 _Outcome = tuple[bool, Any]
+_Item = tuple[WriteOp, "concurrent.futures.Future[Any]"]
 
 log = structlog.get_logger("persistence.writer")
 
@@ -43,6 +47,16 @@ class WriterStats:
     largest_batch: int = 0
     commit_seconds: list[float] = field(default_factory=list)
 
+    def committed(self, size: int, seconds: float) -> None:
+        """Count one committed batch of ``size`` operations."""
+        self.batches += 1
+        self.operations += size
+        self.largest_batch = max(self.largest_batch, size)
+        timings = self.commit_seconds
+        timings.append(seconds)
+        if len(timings) > 4096:
+            del timings[:2048]
+
 
 def _apply(connection: Connection, ops: list[WriteOp]) -> list[_Outcome]:
     outcomes: list[_Outcome] = []
@@ -54,13 +68,20 @@ def _apply(connection: Connection, ops: list[WriteOp]) -> list[_Outcome]:
     return outcomes
 
 
+def _refusal(exc: BaseException) -> StoreUnavailable:
+    error = StoreUnavailable(f"the database refused the write: {exc}")
+    error.__cause__ = exc
+    return error
+
+
 class GroupCommitWriter:
     """Runs write operations in shared transactions, one transaction at a time.
 
     Operations are plain functions of a synchronous :class:`~sqlalchemy.Connection`. On
-    SQLite they run on a dedicated thread with the standard ``sqlite3`` driver, so a whole
-    batch costs one thread hand-off (aiosqlite costs one per statement); on PostgreSQL they
-    run through ``AsyncConnection.run_sync`` on asyncpg.
+    SQLite they run on a dedicated writer thread with the standard ``sqlite3`` driver; any
+    thread hands it work with :meth:`submit_threadsafe` (one hand-off there and one back,
+    no event loop in between) and coroutines with :meth:`submit`. On PostgreSQL they run
+    through ``AsyncConnection.run_sync`` on asyncpg, in a task of the store's event loop.
     """
 
     def __init__(
@@ -73,31 +94,69 @@ class GroupCommitWriter:
         if (engine is None) == (sync_engine is None):
             msg = "give exactly one of engine (async) or sync_engine"
             raise ValueError(msg)
+        if max_batch < 1:
+            msg = f"max_batch must be >= 1, not {max_batch}"
+            raise ValueError(msg)
         self._engine = engine
         self._sync_engine = sync_engine
-        self._thread: concurrent.futures.ThreadPoolExecutor | None = None
-        if sync_engine is not None:
-            self._thread = concurrent.futures.ThreadPoolExecutor(
-                max_workers=1, thread_name_prefix="session-store-writer"
-            )
         self._max_batch = max_batch
-        self._queue: asyncio.Queue[tuple[WriteOp, asyncio.Future[Any]] | None] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
+        self._lock = threading.Lock()
         self._closed = False
         self.stats = WriterStats()
+        # The SQLite writer thread and its inbox.
+        self._inbox: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._thread_done: concurrent.futures.Future[None] = concurrent.futures.Future()
+        # The PostgreSQL writer task on the store's loop.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._queue: asyncio.Queue[tuple[WriteOp, asyncio.Future[Any]] | None] | None = None
+        self._task: asyncio.Task[None] | None = None
 
     @property
     def pending(self) -> int:
         """Writes waiting for the next transaction."""
-        return self._queue.qsize()
+        if self._queue is not None:
+            return self._queue.qsize()
+        return self._inbox.qsize()
 
     def start(self) -> None:
-        """Start the writer task on the running loop."""
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="group-commit")
+        """Start the writer (on PostgreSQL: as a task of the running loop)."""
+        if self._sync_engine is not None:
+            self._thread = threading.Thread(
+                target=self._thread_main, name="session-store-writer", daemon=True
+            )
+            self._thread.start()
+            return
+        self._loop = asyncio.get_running_loop()
+        self._queue = asyncio.Queue()
+        self._task = self._loop.create_task(self._run(), name="group-commit")
+
+    def submit_threadsafe(self, op: Callable[[Connection], T]) -> concurrent.futures.Future[T]:
+        """Queue ``op`` for the next transaction from any thread but the store's loop.
+
+        Returns:
+            A future resolved once that transaction committed (or failed). Cancelling it
+            before its transaction started drops the operation.
+
+        Raises:
+            StoreUnavailable: the writer is closed.
+        """
+        if self._sync_engine is None:
+            if self._closed or self._loop is None:
+                raise StoreUnavailable("the session store is closed")
+            return asyncio.run_coroutine_threadsafe(self.submit(op), self._loop)
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        with self._lock:  # so that nothing slips in behind close()'s end marker
+            if self._closed:
+                raise StoreUnavailable("the session store is closed")
+            self._inbox.put((op, future))
+        return future
 
     async def submit(self, op: Callable[[Connection], T]) -> T:
         """Run ``op`` in the next transaction; return once that transaction committed."""
-        if self._closed:
+        if self._sync_engine is not None:
+            return await asyncio.wrap_future(self.submit_threadsafe(op))
+        if self._closed or self._queue is None:
             raise StoreUnavailable("the session store is closed")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((op, future))
@@ -105,63 +164,104 @@ class GroupCommitWriter:
 
     async def close(self) -> None:
         """Commit every write already submitted, then stop."""
-        if self._closed:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        if self._sync_engine is not None:
+            self._inbox.put(None)
+            if self._thread is not None:
+                # Waits without a helper thread (an executor's would outlive close()).
+                await asyncio.wrap_future(self._thread_done)
+                self._thread.join()
             return
-        self._closed = True
-        self._queue.put_nowait(None)
+        if self._queue is not None:
+            self._queue.put_nowait(None)
         if self._task is not None:
             await self._task
-        if self._thread is not None:
-            self._thread.shutdown(wait=True)
 
-    async def _run(self) -> None:
+    # ------------------------------------------------------------------ SQLite: a thread
+
+    def _thread_main(self) -> None:
+        try:
+            self._drain()
+        finally:
+            self._thread_done.set_result(None)
+
+    def _drain(self) -> None:
+        inbox, limit = self._inbox, self._max_batch
         stopping = False
         while not stopping:
-            item = await self._queue.get()
+            item = inbox.get()
             if item is None:
                 break
             batch = [item]
-            while len(batch) < self._max_batch and not self._queue.empty():
-                more = self._queue.get_nowait()
+            while len(batch) < limit:
+                try:
+                    more = inbox.get_nowait()
+                except queue.Empty:
+                    break
                 if more is None:
                     stopping = True
                     break
                 batch.append(more)
-            await self._commit(batch)
+            # A caller that gave up (timeout, cancelled task) before we started is dropped.
+            live = [entry for entry in batch if entry[1].set_running_or_notify_cancel()]
+            if live:
+                self._commit_in_thread(live)
 
-    def _transaction(self, ops: list[WriteOp]) -> list[_Outcome]:
-        assert self._sync_engine is not None  # noqa: S101 - only called on the sync path
-        with self._sync_engine.begin() as connection:
-            return _apply(connection, ops)
-
-    async def _execute(self, ops: list[WriteOp]) -> list[_Outcome]:
-        if self._thread is not None:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._thread, self._transaction, ops)
-        assert self._engine is not None  # noqa: S101 - one of the two is set
-        async with self._engine.begin() as connection:
-            return await connection.run_sync(_apply, ops)
-
-    async def _commit(self, batch: list[tuple[WriteOp, asyncio.Future[Any]]]) -> None:
+    def _commit_in_thread(self, batch: list[_Item]) -> None:
+        assert self._sync_engine is not None  # noqa: S101 - the thread exists only then
         started = time.perf_counter()
         try:
-            outcomes = await self._execute([op for op, _ in batch])
+            with self._sync_engine.begin() as connection:
+                outcomes = _apply(connection, [op for op, _ in batch])
+        except Exception as exc:  # noqa: BLE001 - every database failure fails the batch
+            self.stats.failed_batches += 1
+            log.warning("store.batch_failed", size=len(batch), error=repr(exc))
+            for _, future in batch:
+                future.set_exception(_refusal(exc))
+            return
+        self.stats.committed(len(batch), time.perf_counter() - started)
+        for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+
+    # ------------------------------------------------------------------ PostgreSQL: a task
+
+    async def _run(self) -> None:
+        assert self._queue is not None  # noqa: S101 - set by start()
+        pending = self._queue
+        stopping = False
+        while not stopping:
+            item = await pending.get()
+            if item is None:
+                break
+            batch = [item]
+            while len(batch) < self._max_batch and not pending.empty():
+                more = pending.get_nowait()
+                if more is None:
+                    stopping = True
+                    break
+                batch.append(more)
+            await self._commit_async(batch)
+
+    async def _commit_async(self, batch: list[tuple[WriteOp, asyncio.Future[Any]]]) -> None:
+        assert self._engine is not None  # noqa: S101 - the task exists only then
+        started = time.perf_counter()
+        try:
+            async with self._engine.begin() as connection:
+                outcomes = await connection.run_sync(_apply, [op for op, _ in batch])
         except Exception as exc:  # noqa: BLE001 - every database failure fails the batch
             self.stats.failed_batches += 1
             log.warning("store.batch_failed", size=len(batch), error=repr(exc))
             for _, future in batch:
                 if not future.done():
-                    error = StoreUnavailable(f"the database refused the write: {exc}")
-                    error.__cause__ = exc
-                    future.set_exception(error)
+                    future.set_exception(_refusal(exc))
             return
-        self.stats.batches += 1
-        self.stats.operations += len(batch)
-        self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
-        timings = self.stats.commit_seconds
-        timings.append(time.perf_counter() - started)
-        if len(timings) > 4096:
-            del timings[:2048]
+        self.stats.committed(len(batch), time.perf_counter() - started)
         for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
             if future.done():
                 continue
