@@ -7,6 +7,7 @@ Example:
     ...     manager.save_session_state(sid, [{"role": "user", "content": "hi"}], {}, "plan")
 """
 
+from actors._api_runtime import UnitOfWork
 from actors._clock import Clock, ManualClock, utc_now
 from actors._errors import (
     AccessDenied,
@@ -28,6 +29,14 @@ from actors._factory import create_session_manager, get_session_manager
 from actors._logging import configure_logging
 from actors._manager import SessionManager
 from actors._messages import LiveState
+from actors._runtime import (
+    RuntimeCloser,
+    RuntimeFactory,
+    RuntimeUnavailable,
+    SessionBusy,
+    close_runtime,
+)
+from actors._scoped import UserScope
 from actors._session import SessionActor
 from actors._supervisor import SessionSupervisor
 
@@ -43,7 +52,11 @@ __all__ = [
     "ManualClock",
     "NotSerializable",
     "PayloadTooLarge",
+    "RuntimeCloser",
+    "RuntimeFactory",
+    "RuntimeUnavailable",
     "SessionActor",
+    "SessionBusy",
     "SessionFailed",
     "SessionManager",
     "SessionNotFound",
@@ -52,6 +65,9 @@ __all__ = [
     "SessionSupervisorError",
     "StaleSession",
     "StoreUnavailable",
+    "UnitOfWork",
+    "UserScope",
+    "close_runtime",
     "configure_logging",
     "create_session_manager",
     "get_session_manager",

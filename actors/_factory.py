@@ -10,6 +10,7 @@ import structlog
 from actors._clock import Clock
 from actors._logging import configure_logging
 from actors._manager import SessionManager
+from actors._runtime import RuntimeCloser, RuntimeFactory
 from persistence import Database
 from persistence._engine import SqliteSynchronous
 
@@ -32,6 +33,8 @@ def create_session_manager(
     restart_window: timedelta = timedelta(minutes=1),
     restart_backoff: timedelta = timedelta(seconds=1),
     restart_backoff_max: timedelta = timedelta(seconds=60),
+    runtime_factory: RuntimeFactory | None = None,
+    runtime_closer: RuntimeCloser | None = None,
 ) -> SessionManager:
     """Open the session store and start a manager on it.
 
@@ -58,6 +61,12 @@ def create_session_manager(
             window; it doubles with each further crash, up to ``restart_backoff_max``. The
             first crash is restarted at once; using the session restarts it at once.
         restart_backoff_max: the longest delay between automatic restarts.
+        runtime_factory: builds a session's live runtime (an orchestrator object that
+            cannot be stored) from its state, the dict ``load()`` returns; one callable,
+            or a mapping ``mode -> callable``. The session's actor builds it on first use
+            of ``manager.runtime()`` (or ``unit_of_work`` / ``run_in_actor``), owns it,
+            and closes it when it stops; the next use rebuilds it from the last checkpoint.
+        runtime_closer: releases a runtime; default: its ``close()``, else ``aclose()``.
 
     Raises:
         InvalidArgument: a bad URL or setting.
@@ -85,6 +94,8 @@ def create_session_manager(
             restart_window=restart_window,
             restart_backoff=restart_backoff,
             restart_backoff_max=restart_backoff_max,
+            runtime_factory=runtime_factory,
+            runtime_closer=runtime_closer,
         )
     except BaseException:
         db.close()

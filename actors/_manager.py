@@ -14,11 +14,14 @@ import pykka
 import structlog
 
 from actors._api_async import AsyncTwins
+from actors._api_runtime import RuntimeAPI
 from actors._api_side import SideTables
 from actors._clock import Clock, utc_now
+from actors._documents import state_dict
 from actors._errors import ManagerClosed
 from actors._messages import ActorGone, Describe, LiveState, Save, Transition
 from actors._metrics import CheckpointTimings
+from actors._runtime import RuntimeCloser, RuntimeFactory, RuntimeSpec
 from actors._settings import Settings
 from actors._supervisor import SessionSupervisor
 from actors._ticker import Ticker
@@ -50,7 +53,7 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-class SessionManager(SideTables, AsyncTwins):
+class SessionManager(SideTables, AsyncTwins, RuntimeAPI):
     """Keeps conversational sessions alive, durable and bounded.
 
     Every method of the seed's ``SessionManager`` is here with the same arguments, return
@@ -86,6 +89,8 @@ class SessionManager(SideTables, AsyncTwins):
         restart_window: timedelta = timedelta(minutes=1),
         restart_backoff: timedelta = timedelta(seconds=1),
         restart_backoff_max: timedelta = timedelta(seconds=60),
+        runtime_factory: RuntimeFactory | None = None,
+        runtime_closer: RuntimeCloser | None = None,
     ) -> None:
         if cleanup_interval <= 0:
             raise InvalidArgument(f"cleanup_interval must be > 0 seconds, not {cleanup_interval}")
@@ -108,6 +113,7 @@ class SessionManager(SideTables, AsyncTwins):
             restart_window=restart_window,
             restart_backoff=restart_backoff,
             restart_backoff_max=restart_backoff_max,
+            runtimes=RuntimeSpec.from_arguments(runtime_factory, runtime_closer),
         )
         self._db = db
         self._cleanup_interval = cleanup_interval
@@ -420,24 +426,7 @@ class SessionManager(SideTables, AsyncTwins):
         document: SessionDocument | None = self._store_call(self._db.store.load(session_id))
         if document is None:
             raise SessionNotFound(session_id)
-        state = document.state
-        return {
-            "session_id": session_id,
-            "mode": state.mode,
-            "conversation_history": document.history,
-            "context_variables": _json.decode(state.context_json) or {},
-            "current_phase": state.current_phase,
-            "current_step": state.current_step,
-            "plan_data": _json.decode(state.plan_json),
-            "status": state.status,
-            "config": document.config,
-            "created_at": state.created_at,
-            "updated_at": state.updated_at,
-            "version": state.version,
-            "user_id": document.user_id,
-            "name": document.name,
-            "message_count": state.message_count,
-        }
+        return state_dict(document)
 
     def info(self, session_id: str) -> dict[str, Any]:
         """A session's summary (the seed's ``get_session_info`` dict + extra keys).

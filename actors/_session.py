@@ -7,7 +7,9 @@ from typing import TYPE_CHECKING, Any
 import pykka
 import structlog
 
+from actors._documents import state_dict
 from actors._messages import ActorGone, Describe, LiveState, Passivate, Save, Transition, Warm
+from actors._runtime import DiscardRuntime, RunInActor, RuntimeSlot, UseRuntime
 from persistence import (
     Checkpoint,
     InvalidTransition,
@@ -65,6 +67,8 @@ class SessionActor(pykka.ThreadingActor):
         self._samples: dict[int, dict[str, Any]] = {}
         self._gone = False
         self._log = log.bind(session_id=session_id)
+        # The session's live runtime, if the manager has a runtime_factory: held only here.
+        self._runtime_slot = RuntimeSlot(session_id, settings.runtimes, self._log)
         if lease is not None:
             self._adopt(lease)
 
@@ -86,6 +90,11 @@ class SessionActor(pykka.ThreadingActor):
         """A told message failed: report the crash so the supervisor restarts us."""
         if not self._gone:
             self._crash(exception_value)
+        self._runtime_slot.close("crashed")  # pykka runs no on_stop after a failure
+
+    def on_stop(self) -> None:
+        """Close the runtime (passivated, expired, deleted, or the manager closed)."""
+        self._runtime_slot.close("stopped")
 
     # ------------------------------------------------------------------ dispatch
 
@@ -102,12 +111,15 @@ class SessionActor(pykka.ThreadingActor):
                 return None
             case Passivate():
                 return self._passivate()
+            case UseRuntime() | DiscardRuntime() | RunInActor():
+                return self._runtime_slot.receive(message, self._runtime_state)
             case _:
                 msg = f"session actor got an unknown message {message!r}"
                 raise TypeError(msg)
 
     def _crash(self, exc: BaseException) -> None:
         self._gone = True
+        self._runtime_slot.close("crashed")
         self._log.error("session.crashed", error=repr(exc), exc_info=exc)
         self._supervisor.crashed(self.session_id, self.actor_ref, repr(exc))
         self.stop()
@@ -115,6 +127,7 @@ class SessionActor(pykka.ThreadingActor):
     def _leave(self, reason: str) -> None:
         """Stop serving this session (terminal status, lost lease, failed load)."""
         self._gone = True
+        self._runtime_slot.close(reason)
         self._supervisor.forget(self.session_id, self.actor_ref, reason)
         self.stop()
 
@@ -180,6 +193,16 @@ class SessionActor(pykka.ThreadingActor):
         self._log.warning("lease.lost", new_owner=owner)
         self._leave("lease lost")
         raise SessionOwnedElsewhere(self.session_id, owner)
+
+    def _runtime_state(self) -> dict[str, Any]:
+        """The last checkpoint, whole, for the runtime factory."""
+        self._loaded("runtime")
+        db = self._settings.db
+        document = db.run(db.store.load(self.session_id))
+        if document is None:
+            self._leave("deleted elsewhere")
+            raise SessionNotFound(self.session_id)
+        return state_dict(document)
 
     def _describe(self) -> LiveState:
         state = self._loaded()
@@ -326,6 +349,7 @@ class SessionActor(pykka.ThreadingActor):
     def _passivate(self) -> None:
         state = self._state
         self._gone = True
+        self._runtime_slot.close("passivated")  # before the lease goes to another owner
         if state is not None:
             db = self._settings.db
             try:
