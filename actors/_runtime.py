@@ -67,9 +67,7 @@ class SessionBusy(SessionSupervisorError):
     """Another unit of work holds this session and did not finish in time."""
 
     def __init__(self, session_id: str, waited: float) -> None:
-        super().__init__(
-            f"session {session_id!r} is in another unit of work; waited {waited:g}s"
-        )
+        super().__init__(f"session {session_id!r} is in another unit of work; waited {waited:g}s")
         self.session_id = session_id
 
 
@@ -168,8 +166,7 @@ class RuntimeSpec:
                     raise InvalidArgument(f"runtime_factory keys must be mode names, not {mode!r}")
                 if not callable(builder):
                     raise InvalidArgument(
-                        f"runtime_factory[{mode!r}] must be callable,"
-                        f" not {type(builder).__name__}"
+                        f"runtime_factory[{mode!r}] must be callable, not {type(builder).__name__}"
                     )
             return cls(None, by_mode, closer or close_runtime)
         if not callable(factory):

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("actors.scoped")
 
+
 class UserScope:
     """The manager's API restricted to the sessions of one user.
 
