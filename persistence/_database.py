@@ -90,8 +90,7 @@ class Database:
         except Exception as exc:
             loop.run(engines.dispose(), 5.0)
             loop.stop()
-            if isinstance(exc, StoreUnavailable):
-                raise
+            # Name the database in every refusal: the writer's own message does not.
             safe = url.render_as_string(hide_password=True)
             raise StoreUnavailable(f"cannot open the session store at {safe}: {exc}") from exc
         safe_url = url.render_as_string(hide_password=True)
