@@ -77,11 +77,18 @@ def _refusal(exc: BaseException) -> StoreUnavailable:
 class GroupCommitWriter:
     """Runs write operations in shared transactions, one transaction at a time.
 
-    Operations are plain functions of a synchronous :class:`~sqlalchemy.Connection`. On
-    SQLite they run on a dedicated writer thread with the standard ``sqlite3`` driver; any
-    thread hands it work with :meth:`submit_threadsafe` (one hand-off there and one back,
-    no event loop in between) and coroutines with :meth:`submit`. On PostgreSQL they run
-    through ``AsyncConnection.run_sync`` on asyncpg, in a task of the store's event loop.
+    Operations are plain functions of a synchronous :class:`~sqlalchemy.Connection`.
+
+    On SQLite one ``sqlite3`` connection does every write, guarded by a lock. A thread that
+    submits with :meth:`submit_threadsafe` while the writer is idle (no transaction
+    running, nothing queued) runs its operation in its own transaction at once, in its own
+    thread: no hand-off at all, which is what one busy caller needs. Otherwise the
+    operation queues, and the writer thread takes everything queued into the next
+    transaction as soon as the running one committed: that is the group commit many
+    concurrent callers need. Coroutines (:meth:`submit`) always queue.
+
+    On PostgreSQL operations run through ``AsyncConnection.run_sync`` on asyncpg, in a
+    task of the store's event loop, batched the same way.
     """
 
     def __init__(
@@ -100,13 +107,15 @@ class GroupCommitWriter:
         self._engine = engine
         self._sync_engine = sync_engine
         self._max_batch = max_batch
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards _closed and the idle check of submit
         self._closed = False
+        self._connection_lock = threading.Lock()  # held by whoever runs a transaction
         self.stats = WriterStats()
         # The SQLite writer thread and its inbox.
         self._inbox: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._thread_done: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._connection: Connection | None = None
         # The PostgreSQL writer task on the store's loop.
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: asyncio.Queue[tuple[WriteOp, asyncio.Future[Any]] | None] | None = None
@@ -145,17 +154,32 @@ class GroupCommitWriter:
             if self._closed or self._loop is None:
                 raise StoreUnavailable("the session store is closed")
             return asyncio.run_coroutine_threadsafe(self.submit(op), self._loop)
+        return self._enqueue(op, inline=True)
+
+    def _enqueue(
+        self, op: Callable[[Connection], T], *, inline: bool
+    ) -> concurrent.futures.Future[T]:
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
         with self._lock:  # so that nothing slips in behind close()'s end marker
             if self._closed:
                 raise StoreUnavailable("the session store is closed")
-            self._inbox.put((op, future))
+            inline = (
+                inline and self._inbox.empty() and self._connection_lock.acquire(blocking=False)
+            )
+            if not inline:
+                self._inbox.put((op, future))
+        if inline:
+            try:
+                future.set_running_or_notify_cancel()
+                self._commit_locked([(op, future)])
+            finally:
+                self._connection_lock.release()
         return future
 
     async def submit(self, op: Callable[[Connection], T]) -> T:
         """Run ``op`` in the next transaction; return once that transaction committed."""
         if self._sync_engine is not None:
-            return await asyncio.wrap_future(self.submit_threadsafe(op))
+            return await asyncio.wrap_future(self._enqueue(op, inline=False))
         if self._closed or self._queue is None:
             raise StoreUnavailable("the session store is closed")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
@@ -186,7 +210,18 @@ class GroupCommitWriter:
         try:
             self._drain()
         finally:
+            with self._connection_lock:  # after a caller's own transaction, if one runs
+                self._drop_connection()
             self._thread_done.set_result(None)
+
+    def _drop_connection(self) -> None:
+        """Close the writer's connection (after a failure: the next batch opens a new one)."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            try:
+                connection.close()
+            except Exception as exc:  # noqa: BLE001 - it is being discarded anyway
+                log.warning("store.connection_close_failed", error=repr(exc))
 
     def _drain(self) -> None:
         inbox, limit = self._inbox, self._max_batch
@@ -208,15 +243,22 @@ class GroupCommitWriter:
             # A caller that gave up (timeout, cancelled task) before we started is dropped.
             live = [entry for entry in batch if entry[1].set_running_or_notify_cancel()]
             if live:
-                self._commit_in_thread(live)
+                with self._connection_lock:
+                    self._commit_locked(live)
 
-    def _commit_in_thread(self, batch: list[_Item]) -> None:
+    def _commit_locked(self, batch: list[_Item]) -> None:
         assert self._sync_engine is not None  # noqa: S101 - the thread exists only then
         started = time.perf_counter()
         try:
-            with self._sync_engine.begin() as connection:
+            # One connection for the writer's life: a pool checkout per batch costs more
+            # than the checkpoint itself.
+            if self._connection is None:
+                self._connection = self._sync_engine.connect()
+            connection = self._connection
+            with connection.begin():
                 outcomes = _apply(connection, [op for op, _ in batch])
         except Exception as exc:  # noqa: BLE001 - every database failure fails the batch
+            self._drop_connection()
             self.stats.failed_batches += 1
             log.warning("store.batch_failed", size=len(batch), error=repr(exc))
             for _, future in batch:

@@ -1,0 +1,1 @@
+"""Benchmarks: the session store next to the seed's naive way and the peers (``make bench``)."""
