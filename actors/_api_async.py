@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import functools
 import threading
 from collections.abc import Callable
@@ -16,6 +17,20 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 _POOL_SIZE = 32
+
+
+def _start_workers(pool: concurrent.futures.ThreadPoolExecutor) -> None:
+    """Start all of the pool's threads now, while it is idle.
+
+    A pool starts its threads lazily, on the submitting thread (the host's event loop),
+    and each start waits for the new thread to take the GIL: under load, a burst of first
+    calls stalled the loop for tens of milliseconds. Now it is a few milliseconds, once.
+    """
+    ready = threading.Barrier(_POOL_SIZE + 1, timeout=5)
+    for _ in range(_POOL_SIZE):
+        pool.submit(ready.wait)
+    with contextlib.suppress(threading.BrokenBarrierError):
+        ready.wait()
 
 
 class AsyncTwins:
@@ -38,6 +53,7 @@ class AsyncTwins:
                 self._async_pool = concurrent.futures.ThreadPoolExecutor(
                     max_workers=_POOL_SIZE, thread_name_prefix="session-manager-async"
                 )
+                _start_workers(self._async_pool)
             pool = self._async_pool
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(pool, functools.partial(method, *args, **kwargs))
