@@ -67,7 +67,7 @@ class SideTables:
             InvalidArgument.
         """
         require_str("session_id", session_id)
-        require_str("approval_type", approval_type)
+        require_str("approval_type", approval_type, max_length=64)  # its column's width
         if not isinstance(context, dict):
             raise InvalidArgument(f"context must be a dict, not {type(context).__name__}")
         context_json = _json.encode(context, "context", self._settings.max_state_bytes)

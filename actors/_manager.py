@@ -296,7 +296,7 @@ class SessionManager(SideTables, AsyncTwins, RuntimeAPI):
             StoreUnavailable: the database refused the write.
         """
         self._check_open()
-        require_str("mode", mode)
+        require_str("mode", mode, max_length=64)  # the width of session_states.mode
         require_optional_str("user_id", user_id)
         require_optional_str("name", name)
         if not isinstance(config, dict):

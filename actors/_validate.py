@@ -9,14 +9,19 @@ from persistence import InvalidArgument
 MAX_ID_LENGTH = 255
 
 
-def require_str(name: str, value: Any, *, allow_empty: bool = False) -> str:
-    """Return ``value`` if it is a (non-empty) ``str`` without NUL, else raise."""
+def require_str(
+    name: str, value: Any, *, allow_empty: bool = False, max_length: int = MAX_ID_LENGTH
+) -> str:
+    """Return ``value`` if it is a (non-empty) ``str`` without NUL, else raise.
+
+    ``max_length`` is the width of the column the value is stored in.
+    """
     if not isinstance(value, str):
         raise InvalidArgument(f"{name} must be a str, not {type(value).__name__}")
     if not value and not allow_empty:
         raise InvalidArgument(f"{name} must not be empty")
-    if len(value) > MAX_ID_LENGTH:
-        raise InvalidArgument(f"{name} is {len(value)} characters long; at most {MAX_ID_LENGTH}")
+    if len(value) > max_length:
+        raise InvalidArgument(f"{name} is {len(value)} characters long; at most {max_length}")
     if "\x00" in value:
         raise InvalidArgument(f"{name} must not contain NUL characters")
     if not value.isascii():

@@ -14,6 +14,14 @@ from persistence._errors import NotSerializable
 from persistence._records import MessageRow
 
 _COLUMNS = ("role", "agent", "content", "timestamp")
+#: The widths of those columns (``None``: unbounded). A longer value goes to ``extra``,
+#: so PostgreSQL never refuses a message SQLite would have stored.
+_WIDTHS = (64, 255, None, 64)
+
+
+def _fits(slot: int, value: str) -> bool:
+    width = _WIDTHS[slot]
+    return width is None or len(value) <= width
 
 
 def encode_message(message: Any, path: str, limit: int | None) -> MessageRow:
@@ -33,10 +41,10 @@ def encode_message(message: Any, path: str, limit: int | None) -> MessageRow:
             slot = _COLUMNS.index(key)
         except ValueError:
             slot = -1
-        if slot >= 0 and isinstance(value, str) and "\x00" not in value:
+        if slot >= 0 and isinstance(value, str) and "\x00" not in value and _fits(slot, value):
             _json.check(value, f"{path}.{key}")
             columns[slot] = value
-            size += len(value)
+            size += len(value) if value.isascii() else len(value.encode("utf-8"))
         else:
             if extra is None:
                 extra = {}
@@ -44,7 +52,7 @@ def encode_message(message: Any, path: str, limit: int | None) -> MessageRow:
     extra_json = None
     if extra is not None:
         extra_json = _json.encode(extra, path, None)
-        size += len(extra_json)
+        size += len(extra_json) if extra_json.isascii() else len(extra_json.encode("utf-8"))
     if limit is not None and size > limit:
         _json.encode(message, path, limit)  # raises PayloadTooLarge with the exact size
     return (columns[0], columns[1], columns[2], columns[3], extra_json)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from typing import Any
 
 from persistence._errors import NotSerializable, PayloadTooLarge
@@ -33,6 +34,18 @@ def _check_str(value: str, path: str) -> None:
             raise NotSerializable(path, f"invalid unicode ({exc.reason})") from None
 
 
+#: Ints this wide always convert to text (Python allows at least 640 digits, 4300 by default).
+_SAFE_INT_BITS = 2000
+
+
+def _check_int_digits(value: int, path: str) -> None:
+    try:
+        str(value)
+    except ValueError:
+        limit = sys.get_int_max_str_digits()
+        raise NotSerializable(path, f"an int of more than {limit} digits") from None
+
+
 def _check(value: Any, path: str, depth: int, seen: set[int]) -> None:
     if value is None or value is True or value is False:
         return
@@ -40,6 +53,8 @@ def _check(value: Any, path: str, depth: int, seen: set[int]) -> None:
         _check_str(value, path)
         return
     if isinstance(value, int):
+        if value.bit_length() > _SAFE_INT_BITS:
+            _check_int_digits(value, path)
         return
     if isinstance(value, float):
         if not math.isfinite(value):
