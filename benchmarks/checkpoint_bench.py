@@ -511,8 +511,13 @@ def render(results: dict[str, Any]) -> str:
         f"({meta['tp_sessions']} sessions x {meta['tp_steps']} steps), size, load",
         "",
         _table(
-            ["", "long session total s", "1 thread ckpt/s", "DB bytes/msg (x payload)",
-             f"load {long_messages} msgs ms"],
+            [
+                "",
+                "long session total s",
+                "1 thread ckpt/s",
+                "DB bytes/msg (x payload)",
+                f"load {long_messages} msgs ms",
+            ],
             rows,
         ),
         "",

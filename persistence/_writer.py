@@ -68,6 +68,15 @@ def _apply(connection: Connection, ops: list[WriteOp]) -> list[_Outcome]:
     return outcomes
 
 
+def _settle(batch: list[_Item], outcomes: list[_Outcome]) -> None:
+    """Acknowledge (or fail) each operation of a finished transaction."""
+    for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+
 def _refusal(exc: BaseException) -> StoreUnavailable:
     error = StoreUnavailable(f"the database refused the write: {exc}")
     error.__cause__ = exc
@@ -169,11 +178,13 @@ class GroupCommitWriter:
             if not inline:
                 self._inbox.put((op, future))
         if inline:
+            batch: list[_Item] = [(op, future)]
             try:
                 future.set_running_or_notify_cancel()
-                self._commit_locked([(op, future)])
+                outcomes = self._commit_locked(batch)
             finally:
                 self._connection_lock.release()
+            _settle(batch, outcomes)
         return future
 
     async def submit(self, op: Callable[[Connection], T]) -> T:
@@ -224,30 +235,41 @@ class GroupCommitWriter:
                 log.warning("store.connection_close_failed", error=repr(exc))
 
     def _drain(self) -> None:
-        inbox, limit = self._inbox, self._max_batch
+        inbox = self._inbox
         stopping = False
         while not stopping:
             item = inbox.get()
             if item is None:
                 break
-            batch = [item]
-            while len(batch) < limit:
-                try:
-                    more = inbox.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    stopping = True
-                    break
-                batch.append(more)
-            # A caller that gave up (timeout, cancelled task) before we started is dropped.
-            live = [entry for entry in batch if entry[1].set_running_or_notify_cancel()]
-            if live:
-                with self._connection_lock:
-                    self._commit_locked(live)
+            # Take the connection first, then everything that queued meanwhile: what
+            # arrived while another transaction ran shares the next one.
+            with self._connection_lock:
+                batch, stopping = self._gather(item)
+                # A caller that gave up (timeout, cancelled task) before we began is dropped.
+                live = [entry for entry in batch if entry[1].set_running_or_notify_cancel()]
+                outcomes = self._commit_locked(live) if live else []
+            _settle(live, outcomes)
 
-    def _commit_locked(self, batch: list[_Item]) -> None:
-        assert self._sync_engine is not None  # noqa: S101 - the thread exists only then
+    def _gather(self, first: _Item) -> tuple[list[_Item], bool]:
+        """``first`` and what is queued behind it (up to ``max_batch``); and whether to stop."""
+        batch = [first]
+        while len(batch) < self._max_batch:
+            try:
+                more = self._inbox.get_nowait()
+            except queue.Empty:
+                break
+            if more is None:
+                return batch, True
+            batch.append(more)
+        return batch, False
+
+    def _commit_locked(self, batch: list[_Item]) -> list[_Outcome]:
+        """Run ``batch`` in one transaction (the caller holds the connection lock).
+
+        Returns the outcomes for :func:`_settle`, which the caller runs after releasing the
+        lock, so that an acknowledged caller finds the writer idle again.
+        """
+        assert self._sync_engine is not None  # noqa: S101 - only on SQLite
         started = time.perf_counter()
         try:
             # One connection for the writer's life: a pool checkout per batch costs more
@@ -261,15 +283,9 @@ class GroupCommitWriter:
             self._drop_connection()
             self.stats.failed_batches += 1
             log.warning("store.batch_failed", size=len(batch), error=repr(exc))
-            for _, future in batch:
-                future.set_exception(_refusal(exc))
-            return
+            return [(False, _refusal(exc)) for _ in batch]
         self.stats.committed(len(batch), time.perf_counter() - started)
-        for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
-            if ok:
-                future.set_result(value)
-            else:
-                future.set_exception(value)
+        return outcomes
 
     # ------------------------------------------------------------------ PostgreSQL: a task
 
