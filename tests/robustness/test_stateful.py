@@ -1,0 +1,199 @@
+"""A hypothesis state machine drives the manager against a simple model of the sessions.
+
+Random sequences of create, save (appends, truncations, rewrites), suspend, resume,
+complete, delete, sweep after advancing the injected clock, and close-and-reopen run on a
+real SQLite file, with ``max_live=3`` so actors are also passivated and rehydrated all the
+time. After every step each session's stored status, version, history, context, phase and
+step must be exactly what the model says; the seed façade's True/False must be what the
+lifecycle allows.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    consumes,
+    invariant,
+    precondition,
+    rule,
+)
+
+from actors import ManualClock, SessionManager, SessionNotFound, create_session_manager
+
+TTL = timedelta(hours=2)
+
+# action -> (statuses it may start from, status it leads to)
+LIFECYCLE = {
+    "suspend": (("active",), "suspended"),
+    "resume": (("suspended",), "active"),
+    "complete": (("active", "suspended"), "completed"),
+}
+
+
+@dataclass
+class Model:
+    """What one session should be."""
+
+    status: str = "active"
+    version: int = 1
+    history: list[dict[str, Any]] = field(default_factory=list)
+    context: dict[str, Any] = field(default_factory=dict)
+    phase: str = "init"
+    step: int | None = None
+    expires_at: Any = None
+
+
+class SessionsMachine(RuleBasedStateMachine):
+    """The manager and its model, step by step."""
+
+    sessions = Bundle("sessions")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.directory = Path(tempfile.mkdtemp(prefix="stateful-"))
+        self.url = f"sqlite+aiosqlite:///{self.directory / 'sessions.db'}"
+        self.clock = ManualClock()
+        self.manager = self._open()
+        self.model: dict[str, Model] = {}
+        self.deleted: list[str] = []
+        self.counter = 0
+
+    def _open(self) -> SessionManager:
+        return create_session_manager(
+            self.url, clock=self.clock, session_ttl=TTL, max_live=3, call_timeout=10
+        )
+
+    def teardown(self) -> None:
+        """Close the manager and remove its database."""
+        self.manager.close()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    # ------------------------------------------------------------------ rules
+
+    @rule(target=sessions, mode=st.sampled_from(["copilot", "autonomous"]))
+    def create(self, mode: str) -> str:
+        """A new session is active at version 1 with an empty state."""
+        session_id = self.manager.create_session(mode, {"mode": mode})
+        self.model[session_id] = Model(expires_at=self.clock() + TTL)
+        return session_id
+
+    @rule(
+        session_id=sessions,
+        keep=st.floats(min_value=0, max_value=1),
+        extra=st.integers(min_value=0, max_value=4),
+        step=st.one_of(st.none(), st.integers(min_value=0, max_value=99)),
+        phase=st.sampled_from(["planning", "execution", "review", ""]),
+    )
+    def save(self, session_id: str, keep: float, extra: int, step: int | None, phase: str) -> None:
+        """Keep a prefix of the history and add new, unique messages: append or rewrite."""
+        model = self.model.get(session_id)
+        old = model.history if model is not None else []
+        new_history = old[: round(keep * len(old))]
+        for _ in range(extra):
+            self.counter += 1
+            new_history.append({"role": "user", "content": f"m{self.counter}"})
+        context = {"counter": self.counter, "step": step}
+        ok = self.manager.save_session_state(session_id, new_history, context, phase, step)
+        allowed = model is not None and model.status == "active"
+        assert ok == allowed, (ok, model)
+        if model is not None and ok:
+            model.history, model.context, model.phase, model.step = (
+                new_history, context, phase, step,
+            )  # fmt: skip
+            model.version += 1
+            model.expires_at = self.clock() + TTL
+
+    @rule(session_id=sessions, action=st.sampled_from(sorted(LIFECYCLE)))
+    def transition(self, session_id: str, action: str) -> None:
+        """Suspend, resume or complete succeed exactly when the lifecycle allows them."""
+        model = self.model.get(session_id)
+        ok = getattr(self.manager, f"{action}_session")(session_id)
+        sources, target = LIFECYCLE[action]
+        allowed = model is not None and model.status in sources
+        assert ok == allowed, (action, ok, model)
+        if model is not None and ok:
+            model.status = target
+            model.version += 1
+            model.expires_at = self.clock() + TTL if target == "active" else None
+
+    @rule(session_id=consumes(sessions))
+    def delete(self, session_id: str) -> None:
+        """Delete removes a session (whatever its status) and nothing else."""
+        ok = self.manager.delete_session(session_id)
+        assert ok == (session_id in self.model)
+        self.model.pop(session_id, None)
+        self.deleted.append(session_id)
+
+    @rule(minutes=st.integers(min_value=1, max_value=180))
+    def sweep(self, minutes: int) -> None:
+        """Advancing the clock and sweeping expires exactly the idle active sessions."""
+        now = self.clock.advance(minutes=minutes)
+        due = [
+            model
+            for model in self.model.values()
+            if model.status == "active" and model.expires_at < now
+        ]
+        result = self.manager.sweep()
+        assert result["sessions_expired"] == len(due)
+        for model in due:
+            model.status = "expired"
+            model.version += 1
+
+    @precondition(lambda self: self.model)
+    @rule()
+    def close_and_reopen(self) -> None:
+        """A new manager on the same file (a restarted process) carries on."""
+        self.manager.close()
+        self.manager = self._open()
+
+    # ------------------------------------------------------------------ invariants
+
+    @invariant()
+    def stored_state_matches_the_model(self) -> None:
+        """Every session is stored exactly as the model says; deleted ones are gone."""
+        for session_id, model in self.model.items():
+            state = self.manager.load(session_id)
+            stored = (
+                state["status"],
+                state["version"],
+                state["conversation_history"],
+                state["context_variables"],
+                state["current_phase"],
+                state["current_step"],
+            )
+            expected = (
+                model.status,
+                model.version,
+                model.history,
+                model.context,
+                model.phase,
+                model.step,
+            )
+            assert stored == expected, session_id
+        for session_id in self.deleted[-3:]:
+            with pytest.raises(SessionNotFound):
+                self.manager.load(session_id)
+        assert len(self.manager.list_sessions(limit=1000)) == len(self.model)
+
+
+SessionsMachine.TestCase.settings = settings(
+    max_examples=20,
+    stateful_step_count=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+
+class TestSessionsMachine(SessionsMachine.TestCase):  # type: ignore[name-defined,misc]
+    """Random operation sequences never make the manager diverge from the model."""
