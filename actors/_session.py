@@ -66,6 +66,10 @@ class SessionActor(pykka.ThreadingActor):
         self._state: StateRecord | None = None
         self._samples: dict[int, dict[str, Any]] = {}
         self._gone = False
+        # Set when the lease is (or turned out to be) held elsewhere: the messages queued
+        # behind that answer get it too, rather than a retry that would ask the database
+        # the same question again.
+        self._owned_by: tuple[str | None] | None = None
         self._log = log.bind(session_id=session_id)
         # The session's live runtime, if the manager has a runtime_factory: held only here.
         self._runtime_slot = RuntimeSlot(session_id, settings.runtimes, self._log)
@@ -77,6 +81,8 @@ class SessionActor(pykka.ThreadingActor):
     def on_receive(self, message: Any) -> Any:
         """Dispatch one message; an unexpected error crashes the actor (supervised)."""
         if self._gone:
+            if self._owned_by is not None:
+                raise SessionOwnedElsewhere(self.session_id, self._owned_by[0])
             raise ActorGone(self.session_id)
         try:
             return self._dispatch(message)
@@ -159,6 +165,8 @@ class SessionActor(pykka.ThreadingActor):
             self._leave("load failed: InvalidTransition")
             raise InvalidTransition(self.session_id, error.status, action) from None
         except SessionSupervisorError as error:
+            if isinstance(error, SessionOwnedElsewhere):
+                self._owned_by = (error.owner,)
             self._leave(f"load failed: {type(error).__name__}")
             raise
         self._adopt(lease)
@@ -191,6 +199,7 @@ class SessionActor(pykka.ThreadingActor):
 
     def _lost_lease(self, owner: str | None) -> None:
         self._log.warning("lease.lost", new_owner=owner)
+        self._owned_by = (owner,)
         self._leave("lease lost")
         raise SessionOwnedElsewhere(self.session_id, owner)
 

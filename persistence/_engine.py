@@ -17,6 +17,16 @@ DATABASE_URL_ENV = "SESSIONS_DATABASE_URL"
 
 SqliteSynchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 
+#: Settings of every PostgreSQL connection the store opens. A process that is paused
+#: (SIGSTOP, a frozen VM) inside one of its transactions keeps that transaction's row
+#: locks, which would block a takeover for as long as the pause lasts; the server ends
+#: such a transaction after this idle time, so its locks go and the writes it held were
+#: never acknowledged. The store's own transactions never idle between statements.
+PG_SERVER_SETTINGS = {
+    "application_name": "session-supervisor",
+    "idle_in_transaction_session_timeout": "5000",  # milliseconds
+}
+
 
 def resolve_url(database_url: str | None) -> URL:
     """Return the async URL to use: the argument, else ``$SESSIONS_DATABASE_URL``, else SQLite.
@@ -108,5 +118,10 @@ def create_engines(
         reader = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size)
         _configure_sqlite(reader.sync_engine, begin="BEGIN", **sqlite)  # type: ignore[arg-type]
         return Engines(reader=reader, writer=writer, dialect="sqlite")
-    engine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size)
+    engine = create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        connect_args={"server_settings": dict(PG_SERVER_SETTINGS)},
+    )
     return Engines(reader=engine, writer=None, dialect=url.get_backend_name())

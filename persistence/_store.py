@@ -224,9 +224,18 @@ class Store:
         """
 
         def op(connection: Connection) -> Lease:
+            # PostgreSQL: lock the row, or give up at once if another transaction holds it
+            # (its owner is writing it, or another process is taking it). Waiting instead
+            # would stall this process's whole group commit behind a peer's transaction,
+            # a paused one's included, and two batches taking sessions in opposite orders
+            # would deadlock. SQLite renders no FOR UPDATE: its write lock is the file's.
             before = connection.execute(
-                select(states.c.owner).where(states.c.session_id == session_id)
+                select(states.c.owner)
+                .where(states.c.session_id == session_id)
+                .with_for_update(skip_locked=True)
             ).first()
+            if before is None and connection.dialect.name == "postgresql":
+                self._diagnose(connection, session_id, action="open")
             row = (
                 connection.execute(
                     update(states)
