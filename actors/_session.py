@@ -20,6 +20,7 @@ from persistence import (
     SessionSupervisorError,
     StaleSession,
     StateRecord,
+    StoreUnavailable,
     decode_message,
     encode_message,
     sample_positions,
@@ -66,6 +67,8 @@ class SessionActor(pykka.ThreadingActor):
         self._state: StateRecord | None = None
         self._samples: dict[int, dict[str, Any]] = {}
         self._gone = False
+        # Set when a write failed without an answer: it may have committed all the same.
+        self._uncertain = False
         # Set when the lease is (or turned out to be) held elsewhere: the messages queued
         # behind that answer get it too, rather than a retry that would ask the database
         # the same question again.
@@ -252,8 +255,33 @@ class SessionActor(pykka.ThreadingActor):
                 samples[position] = clone(history[position])
         return samples
 
+    def _current(self, action: str) -> StateRecord:
+        """The state to write from, checked against the database after a lost answer.
+
+        A write refused with ``StoreUnavailable`` (a connection dropped after COMMIT, a
+        timeout) may have committed all the same. Before the next write the state row is
+        read again: if that write did commit, the session is reloaded from it, so the next
+        request is not refused as stale (nor appended to a history that was rewritten).
+        """
+        state = self._loaded(action)
+        if not self._uncertain:
+            return state
+        db = self._settings.db
+        stored = db.run(db.store.state(self.session_id))  # unreachable: stays uncertain
+        self._uncertain = False
+        if stored is None:
+            self._leave("deleted elsewhere")
+            raise SessionNotFound(self.session_id)
+        if stored.epoch != state.epoch:
+            self._lost_lease(stored.owner)
+        if stored.version == state.version:
+            return state
+        self._log.info("session.reloaded_after_lost_answer", version=stored.version)
+        self._state = None
+        return self._loaded(action)
+
     def _save(self, save: Save) -> int:
-        state = self._loaded("save")
+        state = self._current("save")
         if state.status != "active":
             raise InvalidTransition(self.session_id, state.status, "save")
         history = save.history
@@ -293,6 +321,9 @@ class SessionActor(pykka.ThreadingActor):
         except (StaleSession, InvalidTransition):
             self._refresh()
             raise
+        except StoreUnavailable:
+            self._uncertain = True
+            raise
         count = len(history)
         self._samples = self._resample(history, first, rows)
         phase_changed = save.phase != state.current_phase
@@ -319,7 +350,7 @@ class SessionActor(pykka.ThreadingActor):
     # ------------------------------------------------------------------ lifecycle
 
     def _transition(self, action: str) -> int:
-        state = self._loaded(action)
+        state = self._current(action)
         from_statuses, to_status, release, event = TRANSITIONS[action]
         if state.status not in from_statuses:
             raise InvalidTransition(self.session_id, state.status, action)
@@ -345,6 +376,9 @@ class SessionActor(pykka.ThreadingActor):
             raise
         except (StaleSession, InvalidTransition):
             self._refresh()
+            raise
+        except StoreUnavailable:
+            self._uncertain = True
             raise
         state.status = to_status
         state.version = version

@@ -332,3 +332,51 @@ class TestUnusableFile:
         path = make_path(tmp_path)
         with pytest.raises(StoreUnavailable, match="cannot open the session store"):
             create_session_manager(f"sqlite+aiosqlite:///{path}", session_ttl=timedelta(hours=1))
+
+
+class TestLostAnswer:
+    """A write that committed but whose answer never arrived (the link died after COMMIT)."""
+
+    def _lose_answers(self, manager: SessionManager, monkeypatch: pytest.MonkeyPatch) -> None:
+        store = manager.database.store
+        real_checkpoint, real_transition = store.checkpoint_blocking, store.transition
+
+        def checkpoint(cp: Any, timeout: float) -> int:
+            real_checkpoint(cp, timeout)
+            raise StoreUnavailable("injected: the connection dropped after COMMIT")
+
+        async def transition(*args: Any) -> int:
+            await real_transition(*args)
+            raise StoreUnavailable("injected: the connection dropped after COMMIT")
+
+        monkeypatch.setattr(store, "checkpoint_blocking", checkpoint)
+        monkeypatch.setattr(store, "transition", transition)
+
+    def test_next_save_goes_on_from_what_was_committed(
+        self, manager: SessionManager, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The refused-but-committed save is reloaded; the next save is not refused as stale."""
+        session_id, before = _start(manager)
+        self._lose_answers(manager, monkeypatch)
+        assert (
+            manager.save_session_state(session_id, [history(8)[0]], {"step": 4}, "lost", 4) is False
+        )
+        monkeypatch.undo()
+        stored = manager.load(session_id)
+        assert (stored["version"], stored["current_step"]) == (before["state"]["version"] + 1, 4)
+        # An append to the committed (rewritten, one-message) history, detected as such.
+        longer = [history(8)[0], *history(3, start=20)]
+        assert manager.save_session_state(session_id, longer, {"step": 5}, "after", 5)
+        assert _agree(manager, session_id)["conversation_history"] == longer
+
+    def test_next_transition_goes_on_from_what_was_committed(
+        self, manager: SessionManager, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A suspend whose answer was lost: resume (not a second suspend) is what is allowed."""
+        session_id, _ = _start(manager)
+        self._lose_answers(manager, monkeypatch)
+        assert manager.suspend_session(session_id) is False
+        monkeypatch.undo()
+        assert manager.load(session_id)["status"] == "suspended"
+        assert manager.resume_session(session_id)
+        assert _agree(manager, session_id)["status"] == "active"
