@@ -123,5 +123,9 @@ def create_engines(
         pool_size=pool_size,
         max_overflow=pool_size,
         connect_args={"server_settings": dict(PG_SERVER_SETTINGS)},
+        # A pooled connection the server dropped (restart, failover, a killed backend)
+        # is replaced at checkout instead of failing the next write once the server is
+        # back; it also discards a connection asyncpg left mid-operation.
+        pool_pre_ping=True,
     )
     return Engines(reader=engine, writer=None, dialect=url.get_backend_name())
