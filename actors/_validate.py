@@ -7,6 +7,8 @@ from typing import Any
 from persistence import InvalidArgument
 
 MAX_ID_LENGTH = 255
+#: The longest timeout accepted: past it a deadline only overflows the date types.
+MAX_SECONDS = 100 * 365 * 24 * 3600
 
 
 def require_str(
@@ -52,6 +54,9 @@ def require_seconds(name: str, value: Any) -> float:
     """A positive, finite number of seconds."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidArgument(f"{name} must be a number of seconds, not {type(value).__name__}")
-    if not value > 0 or value == float("inf"):
-        raise InvalidArgument(f"{name} must be a positive, finite number of seconds, not {value}")
+    if not 0 < value <= MAX_SECONDS:  # NaN and infinity fail this too
+        raise InvalidArgument(
+            f"{name} must be a positive number of seconds, at most {MAX_SECONDS} (100 years),"
+            f" not {value!r}"
+        )
     return float(value)

@@ -344,8 +344,9 @@ def test_hostile_approvals(hostile_manager: SessionManager, session: str) -> Non
         hostile_manager.request_approval(session, "plan", {"x": float("nan")})
     with pytest.raises(InvalidArgument):
         hostile_manager.request_approval(session, "t" * 65, {})
-    with pytest.raises(InvalidArgument):
-        hostile_manager.request_approval(session, "plan", {}, timeout=float("nan"))
+    for timeout in (float("nan"), float("inf"), -1, 0, 10**400, 1e300, dt.timedelta.max, "5"):
+        with pytest.raises(InvalidArgument):
+            hostile_manager.request_approval(session, "plan", {}, timeout=timeout)
     assert hostile_manager.list_pending_approvals(session) == []
     approval = hostile_manager.request_approval(session, SQL[:60], {SQL: "\x00"})
     with pytest.raises(InvalidArgument):
