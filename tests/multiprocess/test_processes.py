@@ -217,7 +217,7 @@ class TestPausedZombie:
             sorted(ids), [], []
         ]
         logged = zombie.wait_for_log("lease.lost", set(ids), 10)
-        assert {e["log_level"] for e in logged} == {"warning"}
+        assert {e["level"] for e in logged} == {"warning"}
 
         # The new owner's state is intact, and it carries on undisturbed.
         with create_session_manager(any_db_url, instance_id="auditor") as auditor:
