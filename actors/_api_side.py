@@ -166,6 +166,7 @@ class SideTables:
 
     def list_connections(self, session_id: str | None = None) -> list[dict[str, Any]]:
         """Live connections (of one session, or all)."""
+        require_optional_str("session_id", session_id)
         rows: list[dict[str, Any]] = self._store_call(
             self._db.store.connections_of(None if session_id is None else [session_id])
         )

@@ -577,8 +577,9 @@ class SessionManager(SideTables, AsyncTwins, RuntimeAPI):
             require_optional_str("mode", mode)
             if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
                 raise InvalidArgument(f"limit must be a positive int, not {limit!r}")
+            # Past a 32-bit count a limit means "all"; the databases refuse wider values.
             rows: list[SessionSummary] = self._store_call(
-                self._db.store.list_sessions(user_id, status, mode, limit)
+                self._db.store.list_sessions(user_id, status, mode, min(limit, 2**31 - 1))
             )
             return [
                 {

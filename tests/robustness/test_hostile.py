@@ -325,6 +325,25 @@ def test_refused_create_adds_nothing(hostile_manager: SessionManager, case: str)
     assert _count(hostile_manager) == count
 
 
+@pytest.mark.parametrize("bad", [123, "\x00", "\ud800", ["a"], b"s"])
+def test_list_connections_refuses_a_bad_session_id(
+    hostile_manager: SessionManager, bad: Any
+) -> None:
+    """A malformed session id is InvalidArgument, not a database error."""
+    with pytest.raises(InvalidArgument):
+        hostile_manager.list_connections(bad)
+
+
+@pytest.mark.parametrize("limit", [2**31, 2**63, 10**20])
+def test_list_sessions_with_a_huge_limit_lists_them_all(
+    hostile_manager: SessionManager, session: str, limit: int
+) -> None:
+    """A limit wider than the databases' integers means all, not a silent empty list."""
+    listed = hostile_manager.list_sessions(limit=limit)
+    assert session in {row["session_id"] for row in listed}
+    assert len(listed) == _count(hostile_manager)
+
+
 def test_create_with_hostile_but_valid_text(hostile_manager: SessionManager) -> None:
     """SQL, NUL-free unicode and limits-sized names are stored as given."""
     session_id = hostile_manager.create_session(
