@@ -23,7 +23,7 @@ from sqlalchemy import event
 from actors import ManualClock, SessionManager, StoreUnavailable
 from persistence import Database
 from tests.conftest import PG_ADMIN_DSN, ManagerFactory, history
-from tests.robustness._support import child_env, snapshot, spawn, stop
+from tests.robustness._support import child_env, snapshot, spawn, stop, wait_until
 
 
 def _agree(manager: SessionManager, session_id: str) -> dict[str, Any]:
@@ -215,6 +215,33 @@ class TestSqliteLocked:
             other.execute("ROLLBACK")
             other.close()
         _goes_on(short_busy, session_id, before)
+
+
+class TestSqliteLockedPastTheCallTimeout:
+    """The lock outlasts the caller's patience, not SQLite's: the write commits late."""
+
+    def test_late_commit_is_picked_up(self, tmp_path: Path, clock: ManualClock) -> None:
+        """The save is refused (timeout), commits when the lock goes; the session goes on."""
+        db = Database.open(f"sqlite+aiosqlite:///{tmp_path / 'late.db'}", busy_timeout_ms=5000)
+        manager = SessionManager(db, clock=clock, call_timeout=0.3)
+        try:
+            session_id, before = _start(manager)
+            other = sqlite3.connect(tmp_path / "late.db", isolation_level=None)
+            try:
+                other.execute("BEGIN EXCLUSIVE")
+                refused = manager.save_session_state(session_id, history(8), {"step": 4}, "late", 4)
+            finally:
+                other.execute("ROLLBACK")
+                other.close()
+            assert refused is False
+            version = before["state"]["version"]
+            wait_until(lambda: manager.load(session_id)["version"] == version + 1)
+            assert manager.load(session_id)["current_phase"] == "late"  # committed after all
+            assert manager.save_session_state(session_id, history(10), {"step": 5}, "after", 5)
+            stored = _agree(manager, session_id)
+            assert (stored["version"], stored["conversation_history"]) == (version + 2, history(10))
+        finally:
+            manager.close()
 
 
 class TestSqliteReadOnly:
