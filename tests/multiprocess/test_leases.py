@@ -1,0 +1,238 @@
+"""Leases and fencing between two managers, on SQLite and on PostgreSQL.
+
+Two managers on one database behave as two processes do (each has its own store, loop
+thread and instance id); they share the injected clock, so lapses are exact and instant.
+The real-process versions of these guarantees are in ``test_processes.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+from sqlalchemy.engine import make_url
+from structlog.testing import capture_logs
+
+from actors import ManualClock, SessionManager, SessionOwnedElsewhere
+from persistence import Database
+from tests.conftest import ManagerFactory, history
+
+LEASE = timedelta(seconds=30)
+TIMEOUT = 10
+
+
+def _renew(manager: SessionManager) -> int:
+    """One renewal pass of the manager's supervisor (what its ticker does every ttl/3)."""
+    renewed: int = manager._supervisor.renew_leases().get(timeout=TIMEOUT)
+    return renewed
+
+
+@pytest.fixture
+def pair(make_manager: ManagerFactory, any_db_url: str) -> tuple[SessionManager, SessionManager]:
+    """Managers ``a`` and ``b`` on one database (SQLite file or PostgreSQL)."""
+    first = make_manager(database_url=any_db_url, instance_id="a", lease_ttl=LEASE)
+    second = make_manager(database_url=any_db_url, instance_id="b", lease_ttl=LEASE)
+    return first, second
+
+
+class TestOwnership:
+    """While a lease holds, its owner alone writes; everybody reads."""
+
+    def test_a_second_manager_is_refused_every_write_and_changes_nothing(
+        self, pair: tuple[SessionManager, SessionManager]
+    ) -> None:
+        """Saves and lifecycle changes from the other manager fail; the state stays."""
+        a, b = pair
+        session_id = a.create_session("copilot", {"model": "m"}, "u1")
+        assert a.save_session_state(session_id, history(2), {"k": 1}, "plan", 1)
+        with pytest.raises(SessionOwnedElsewhere) as refused:
+            b.checkpoint(session_id, history(3), {"k": 2}, "exec", 2)
+        assert refused.value.owner == "a"
+        assert b.save_session_state(session_id, history(3), {"k": 2}, "exec", 2) is False
+        assert b.suspend_session(session_id) is False
+        assert b.complete_session(session_id) is False
+        assert b.delete_session(session_id) is False
+        state = a.load(session_id)
+        assert (state["status"], state["version"], state["context_variables"]) == (
+            "active", 2, {"k": 1}
+        )  # fmt: skip
+        assert state["conversation_history"] == history(2)
+
+    def test_reads_work_from_any_manager(
+        self, pair: tuple[SessionManager, SessionManager]
+    ) -> None:
+        """load, info and list from the non-owner see the owner's acknowledged writes."""
+        a, b = pair
+        session_id = a.create_session("copilot", {"model": "m"}, "u1", "mine")
+        assert a.save_session_state(session_id, history(4), {"n": 4}, "review", 3)
+        loaded = b.load_session_state(session_id)
+        assert loaded is not None
+        assert loaded["conversation_history"] == history(4)
+        assert (loaded["current_phase"], loaded["current_step"]) == ("review", 3)
+        info = b.get_session_info(session_id)
+        assert info is not None
+        assert (info["owner"], info["version"], info["config"]) == ("a", 2, {"model": "m"})
+        assert [s["session_id"] for s in b.list_sessions(user_id="u1")] == [session_id]
+        assert b.live_sessions() == []  # reading took no lease
+
+    def test_renewal_keeps_the_lease_past_its_first_term(
+        self, pair: tuple[SessionManager, SessionManager], clock: ManualClock
+    ) -> None:
+        """A renewing owner keeps its sessions however long it lives."""
+        a, b = pair
+        session_id = a.create_session("copilot", {})
+        for _ in range(3):
+            clock.advance(LEASE * 2 / 3)
+            assert _renew(a) == 1
+        assert b.save_session_state(session_id, history(1), {}, "x") is False
+        assert a.save_session_state(session_id, history(1), {}, "x")
+
+
+class TestTakeover:
+    """A lapsed lease is taken over; the old owner is fenced off."""
+
+    def test_takeover_bumps_the_epoch_and_fences_the_old_owner(
+        self, pair: tuple[SessionManager, SessionManager], clock: ManualClock
+    ) -> None:
+        """The old owner's next write fails, its actor stops, lease.lost is logged."""
+        a, b = pair
+        session_id = a.create_session("copilot", {})
+        assert a.save_session_state(session_id, history(2), {"by": "a"}, "plan")
+        old_epoch = a.live(session_id).epoch
+        clock.advance(LEASE + timedelta(seconds=1))  # a stopped renewing, as if frozen
+        assert b.checkpoint(session_id, history(3), {"by": "b"}, "exec") == 3
+        assert b.live(session_id).epoch == old_epoch + 1
+        with capture_logs() as logs:
+            with pytest.raises(SessionOwnedElsewhere) as refused:
+                a.checkpoint(session_id, history(4), {"by": "a"}, "late")
+            assert a.save_session_state(session_id, history(4), {"by": "a"}, "late") is False
+            assert a.suspend_session(session_id) is False
+        assert refused.value.owner == "b"
+        assert [e["session_id"] for e in logs if e["event"] == "lease.lost"] == [session_id]
+        assert session_id not in a.live_sessions()
+        state = b.load(session_id)
+        assert (state["context_variables"], state["current_phase"]) == ({"by": "b"}, "exec")
+        assert state["conversation_history"] == history(3)
+        assert b.info(session_id)["owner"] == "b"
+
+    def test_the_renewal_notices_a_takeover_and_stops_the_actor(
+        self, pair: tuple[SessionManager, SessionManager], clock: ManualClock
+    ) -> None:
+        """Without any write, the next renewal finds the lease gone and logs lease.lost."""
+        a, b = pair
+        session_id = a.create_session("copilot", {})
+        clock.advance(LEASE + timedelta(seconds=1))
+        b.live(session_id)
+        with capture_logs() as logs:
+            assert _renew(a) == 0
+        assert [e["session_id"] for e in logs if e["event"] == "lease.lost"] == [session_id]
+        assert a.live_sessions() == []
+        assert a.stats()["leases_lost"] == 1
+
+    def test_passivation_and_close_hand_sessions_over_at_once(
+        self, make_manager: ManagerFactory, any_db_url: str, clock: ManualClock
+    ) -> None:
+        """Released leases need no lapse: the next manager takes them without a takeover."""
+        a = make_manager(
+            database_url=any_db_url, instance_id="a", idle_timeout=timedelta(minutes=1)
+        )
+        b = make_manager(database_url=any_db_url, instance_id="b")
+        idle, busy = a.create_session("copilot", {}), a.create_session("copilot", {})
+        for _ in range(6):  # two idle minutes, the owner renewing as its ticker does
+            clock.advance(seconds=20)
+            _renew(a)
+        assert a.save_session_state(busy, history(1), {}, "x")
+        assert a.sweep()["passivated"] == 1
+        assert a.info(idle)["owner"] is None
+        assert b.save_session_state(idle, history(1), {}, "mine")
+        assert b.save_session_state(busy, history(1), {}, "mine") is False
+        a.close()
+        assert b.save_session_state(busy, history(2), {}, "mine")
+        assert b.stats()["lease_takeovers"] == 0  # handed over, never taken over
+
+
+class TestStoreRenewal:
+    """The store renews exactly the (session, epoch) pairs its caller still serves."""
+
+    @pytest.fixture
+    def database(self, any_db_url: str) -> Iterator[Database]:
+        """The bare store on the test's database."""
+        db = Database.open(any_db_url)
+        yield db
+        db.close()
+
+    def test_only_the_given_epochs_are_renewed(
+        self, database: Database, make_manager: ManagerFactory, any_db_url: str
+    ) -> None:
+        """A row left owned (a failed release) lapses; a wrong epoch is reported lost."""
+        with make_manager(database_url=any_db_url, instance_id="a") as a:
+            held, orphan = a.create_session("c", {}), a.create_session("c", {})
+            epoch = a.live(held).epoch
+            store = database.store
+            before = {sid: database.run(store.state(sid)) for sid in (held, orphan)}
+            later = before[held].lease_expires_at + timedelta(minutes=1)  # type: ignore[union-attr,operator]
+            lost = database.run(store.renew_leases("a", later, {held: epoch}))
+            assert lost == set()
+            assert database.run(store.state(held)).lease_expires_at == later  # type: ignore[union-attr]
+            orphan_after = database.run(store.state(orphan))
+            assert orphan_after.lease_expires_at == before[orphan].lease_expires_at  # type: ignore[union-attr]
+            assert database.run(store.renew_leases("a", later, {held: epoch + 1})) == {held}
+
+
+@pytest.mark.postgres
+class TestPostgresLocks:
+    """PostgreSQL specifics: a row another transaction holds is refused, not waited for."""
+
+    def test_a_take_never_waits_for_a_peers_transaction(
+        self, make_manager: ManagerFactory, pg_url: str
+    ) -> None:
+        """While another connection holds the row, taking it fails at once, then works."""
+        a = make_manager(database_url=pg_url, instance_id="a")
+        session_id = a.create_session("copilot", {})
+        a.close()  # released: the session is free, only the row lock stands in the way
+        b = make_manager(database_url=pg_url, instance_id="b")
+        dsn = make_url(pg_url).set(drivername="postgresql").render_as_string(False)
+
+        async def hold_row_then_take() -> tuple[float, Any]:
+            peer = await asyncpg.connect(dsn)
+            try:
+                transaction = peer.transaction()
+                await transaction.start()
+                await peer.execute(
+                    "SELECT 1 FROM session_states WHERE session_id = $1 FOR UPDATE", session_id
+                )
+                started = time.monotonic()
+                outcome = await asyncio.to_thread(
+                    b.save_session_state, session_id, history(1), {}, "x"
+                )
+                await transaction.rollback()
+                return time.monotonic() - started, outcome
+            finally:
+                await peer.close()
+
+        waited, outcome = asyncio.run(hold_row_then_take())
+        assert outcome is False
+        assert waited < 2.0
+        assert b.save_session_state(session_id, history(1), {}, "x")
+
+    def test_connections_carry_the_idle_in_transaction_timeout(
+        self, make_manager: ManagerFactory, pg_url: str
+    ) -> None:
+        """A process paused inside a transaction loses it (and its locks) after 5 s."""
+        manager = make_manager(database_url=pg_url)
+        engine = manager.database.store._engines.reader
+
+        async def show() -> Any:
+            async with engine.connect() as connection:
+                result = await connection.exec_driver_sql(
+                    "SELECT current_setting('idle_in_transaction_session_timeout'),"
+                    " current_setting('application_name')"
+                )
+                return tuple(result.one())
+
+        assert manager.database.run(show()) == ("5s", "session-supervisor")
