@@ -456,6 +456,7 @@ class SessionManager(SideTables, AsyncTwins, RuntimeAPI):
 
     def reset_failures(self, session_id: str) -> None:
         """Let a session that crashed too often (``SessionFailed``) be restarted again."""
+        self._check_open()
         self._supervisor.reset_failures(session_id).get(timeout=self._settings.call_timeout)
 
     def stats(self) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import pytest
 from structlog.testing import capture_logs
 
 import actors._session
-from actors import ManualClock, SessionFailed, SessionManager
+from actors import ManagerClosed, ManualClock, SessionFailed, SessionManager
 from tests.conftest import ManagerFactory, history
 from tests.robustness._support import TIMEOUT, crash, live_refs, snapshot, wait_until
 
@@ -211,6 +211,14 @@ class TestCrashLoop:
             manager.live(session_id)
         manager.reset_failures(session_id)
         assert manager.live(session_id).message_count == 4
+
+    def test_reset_failures_after_close_is_typed(self, make_manager: ManagerFactory) -> None:
+        """On a closed manager reset_failures raises ManagerClosed, not a pykka error."""
+        manager = make_manager()
+        session_id = _saved_session(manager)
+        manager.close()
+        with pytest.raises(ManagerClosed):
+            manager.reset_failures(session_id)
 
     def test_crashes_spread_wider_than_the_window_never_stop_it(
         self, make_manager: ManagerFactory, clock: ManualClock
