@@ -507,6 +507,18 @@ class SessionManager(SideTables, AsyncTwins, RuntimeAPI):
                 error=str(error),
             )
             return default
+        except Exception as error:
+            # The seed's methods return False on any error. This is not a refusal but a
+            # fault (a session actor crashed while handling the call; it restarts from its
+            # last checkpoint): logged with its traceback.
+            log.error(
+                f"session.{action}_failed",
+                session_id=session_id,
+                error_type=type(error).__name__,
+                error=repr(error),
+                exc_info=error,
+            )
+            return default
 
     def save_session_state(  # noqa: PLR0917
         self,

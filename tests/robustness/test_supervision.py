@@ -62,7 +62,10 @@ class TestRestart:
     def test_crash_after_the_commit_leaves_actor_and_database_agreeing(
         self, supervised: SessionManager, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """A save whose actor fails after its commit: the restarted actor reloads that commit."""
+        """A save whose actor fails after its commit: the restarted actor reloads that commit.
+
+        The typed API raises the actor's error; the seed façade returns False (and logs it).
+        """
         session_id = _saved_session(supervised)
         real = actors._session.sample_positions
         calls = {"n": 0}
@@ -77,6 +80,10 @@ class TestRestart:
         monkeypatch.setattr(actors._session, "sample_positions", fail_once)
         with pytest.raises(RuntimeError, match="injected"):
             supervised.checkpoint(session_id, history(6), {"step": 3}, "review", 3)
+        calls["n"] = 0
+        with capture_logs() as logs:  # the seed façade returns False on any error, as the seed
+            assert not supervised.save_session_state(session_id, history(7), {"s": 3}, "r", 3)
+        assert any(e["event"] == "session.save_failed" for e in logs)
         stored = supervised.load(session_id)
         live = supervised.live(session_id)
         assert (live.version, live.message_count) == (
