@@ -33,7 +33,7 @@ def _renew(manager: SessionManager) -> int:
 
 
 @pytest.fixture
-def pair(make_manager: ManagerFactory, any_db_url: str) -> tuple[SessionManager, SessionManager]:
+def pair(any_db_url: str, make_manager: ManagerFactory) -> tuple[SessionManager, SessionManager]:
     """Managers ``a`` and ``b`` on one database (SQLite file or PostgreSQL)."""
     first = make_manager(database_url=any_db_url, instance_id="a", lease_ttl=LEASE)
     second = make_manager(database_url=any_db_url, instance_id="b", lease_ttl=LEASE)
@@ -135,7 +135,7 @@ class TestTakeover:
         assert a.stats()["leases_lost"] == 1
 
     def test_passivation_and_close_hand_sessions_over_at_once(
-        self, make_manager: ManagerFactory, any_db_url: str, clock: ManualClock
+        self, any_db_url: str, make_manager: ManagerFactory, clock: ManualClock
     ) -> None:
         """Released leases need no lapse: the next manager takes them without a takeover."""
         a = make_manager(
@@ -167,7 +167,7 @@ class TestStoreRenewal:
         db.close()
 
     def test_only_the_given_epochs_are_renewed(
-        self, database: Database, make_manager: ManagerFactory, any_db_url: str
+        self, any_db_url: str, database: Database, make_manager: ManagerFactory
     ) -> None:
         """A row left owned (a failed release) lapses; a wrong epoch is reported lost."""
         with make_manager(database_url=any_db_url, instance_id="a") as a:
@@ -189,7 +189,7 @@ class TestPostgresLocks:
     """PostgreSQL specifics: a row another transaction holds is refused, not waited for."""
 
     def test_a_take_never_waits_for_a_peers_transaction(
-        self, make_manager: ManagerFactory, pg_url: str
+        self, pg_url: str, make_manager: ManagerFactory
     ) -> None:
         """While another connection holds the row, taking it fails at once, then works."""
         a = make_manager(database_url=pg_url, instance_id="a")
@@ -221,7 +221,7 @@ class TestPostgresLocks:
         assert b.save_session_state(session_id, history(1), {}, "x")
 
     def test_connections_carry_the_idle_in_transaction_timeout(
-        self, make_manager: ManagerFactory, pg_url: str
+        self, pg_url: str, make_manager: ManagerFactory
     ) -> None:
         """A process paused inside a transaction loses it (and its locks) after 5 s."""
         manager = make_manager(database_url=pg_url)

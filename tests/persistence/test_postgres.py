@@ -2,13 +2,39 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from actors import ManualClock
+from persistence import Database, downgrade_op, head_revision
+from persistence._models import Base, UTCDateTime
 from tests.conftest import ManagerFactory, history
+
+#: The JSON documents of the schema, stored as the text our encoder wrote.
+JSON_COLUMNS = (
+    ("sessions", "meta"),
+    ("sessions", "resource_limits"),
+    ("session_states", "context_variables"),
+    ("session_states", "plan_data"),
+    ("session_messages", "extra"),
+    ("approval_requests", "context"),
+    ("approval_requests", "result"),
+)
 
 
 class TestBothBackends:
     """Round trips that must behave the same on SQLite and PostgreSQL."""
 
-    def test_save_and_load_round_trip(self, make_manager: ManagerFactory, any_db_url: str) -> None:
+    def test_save_and_load_round_trip(self, any_db_url: str, make_manager: ManagerFactory) -> None:
         """A saved history, context, phase and step load back exactly, NUL included."""
         manager = make_manager(database_url=any_db_url)
         session_id = manager.create_session("copilot", {"model": "m"}, "u1", "demo")
@@ -21,7 +47,7 @@ class TestBothBackends:
         assert (state["current_phase"], state["current_step"]) == ("plan", 2)
 
     def test_a_new_manager_reads_what_an_earlier_one_acknowledged(
-        self, make_manager: ManagerFactory, any_db_url: str
+        self, any_db_url: str, make_manager: ManagerFactory
     ) -> None:
         """Closing one manager and opening another on the same database loses nothing."""
         first = make_manager(database_url=any_db_url)
@@ -33,3 +59,134 @@ class TestBothBackends:
         assert state is not None
         assert state["conversation_history"] == history(5)
         assert [s["session_id"] for s in second.list_sessions(user_id="u1")] == [session_id]
+
+    def test_lifecycle_and_its_refusals(
+        self, any_db_url: str, make_manager: ManagerFactory
+    ) -> None:
+        """Active, suspended, active again, completed: each refusal changes nothing."""
+        manager = make_manager(database_url=any_db_url)
+        session_id = manager.create_session("copilot", {}, "u1")
+        assert manager.save_session_state(session_id, history(2), {"a": 1}, "plan", 1)
+        assert manager.suspend_session(session_id)
+        assert manager.save_session_state(session_id, history(3), {"a": 2}, "exec") is False
+        assert manager.suspend_session(session_id) is False
+        assert manager.resume_session(session_id)
+        assert manager.resume_session(session_id) is False
+        assert manager.save_session_state(session_id, history(3), {"a": 3}, "exec", 2)
+        assert manager.complete_session(session_id)
+        assert manager.load_session_state(session_id) is None
+        state = manager.load(session_id)
+        assert (state["status"], state["context_variables"], state["version"]) == (
+            "completed", {"a": 3}, 6
+        )  # fmt: skip
+        assert [s["status"] for s in manager.list_sessions(user_id="u1")] == ["completed"]
+        assert manager.delete_session(session_id)
+        assert manager.get_session_info(session_id) is None
+        assert manager.delete_session(session_id) is False
+
+    def test_approvals_connections_and_the_sweep(
+        self, any_db_url: str, make_manager: ManagerFactory, clock: ManualClock
+    ) -> None:
+        """Approvals expire, stale connections go and idle sessions expire, on both backends."""
+        manager = make_manager(database_url=any_db_url, session_ttl=timedelta(hours=1))
+        idle, fresh = manager.create_session("c", {}), manager.create_session("c", {})
+        late = manager.request_approval(fresh, "plan", {"p": 1}, timeout=60)
+        answered = manager.request_approval(fresh, "plan", {"p": 2}, timeout=7200)
+        manager.register_connection("task-1", fresh)
+        clock.advance(minutes=59)
+        assert manager.save_session_state(fresh, history(1), {}, "x")
+        assert manager.resolve_approval(answered, "approved")
+        clock.advance(minutes=2)
+        counts = manager.sweep()
+        assert manager.resolve_approval(late, "approved") is False
+        assert (counts["sessions_expired"], counts["approvals_expired"]) == (1, 1)
+        assert counts["connections_removed"] == 1
+        assert manager.load(idle)["status"] == "expired"
+        assert manager.load(fresh)["status"] == "active"
+
+
+def _pg_schema(pg_url: str, inspect: Callable[[sa.Connection], Any]) -> Any:
+    """Run ``inspect`` on a synchronous view of the PostgreSQL database."""
+
+    async def run() -> Any:
+        engine = create_async_engine(pg_url)
+        try:
+            async with engine.connect() as connection:
+                return await connection.run_sync(inspect)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+@pytest.mark.postgres
+class TestPostgresSchema:
+    """The migrated PostgreSQL schema: the models exactly, with timestamptz and text JSON."""
+
+    def test_migrations_and_models_agree(self, pg_url: str) -> None:
+        """Autogenerate finds no difference between the migrated schema and the models."""
+        Database.open(pg_url).close()
+
+        def compare(connection: sa.Connection) -> Any:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            return compare_metadata(context, Base.metadata)
+
+        assert _pg_schema(pg_url, compare) == []
+
+    def test_downgrade_to_base_and_upgrade_again(self, pg_url: str) -> None:
+        """The migrations are reversible on PostgreSQL too."""
+        db = Database.open(pg_url)
+        db.run(db.store.writer.submit(downgrade_op("base")))
+        db.close()
+        tables = _pg_schema(pg_url, lambda c: sa.inspect(c).get_table_names())
+        assert set(tables) <= {"alembic_version"}
+        db = Database.open(pg_url)
+        try:
+            assert db.run(db.store.schema_revision()) == head_revision()
+        finally:
+            db.close()
+
+    def test_times_are_timestamptz_and_json_is_text(self, pg_url: str) -> None:
+        """Every time column is timestamptz; every JSON document is text (see the README)."""
+        Database.open(pg_url).close()
+
+        def column_types(connection: sa.Connection) -> dict[tuple[str, str], str]:
+            rows = connection.exec_driver_sql(
+                "SELECT table_name, column_name, data_type FROM information_schema.columns"
+                " WHERE table_schema = 'public'"
+            )
+            return {(table, column): kind for table, column, kind in rows}
+
+        types = _pg_schema(pg_url, column_types)
+        times = {
+            (table.name, column.name)
+            for table in Base.metadata.tables.values()
+            for column in table.columns
+            if isinstance(column.type, UTCDateTime)
+        }
+        assert len(times) >= 10
+        assert {types[key] for key in times} == {"timestamp with time zone"}
+        assert not [key for key, kind in types.items() if kind == "timestamp without time zone"]
+        for key in JSON_COLUMNS:
+            assert types[key] == "text", key
+
+    def test_jsonb_would_not_store_session_data_faithfully(self, pg_url: str) -> None:
+        """Why JSON stays text: JSONB refuses NUL, reorders keys and rounds big floats."""
+
+        def probe(connection: sa.Connection) -> Any:
+            def jsonb(text: str) -> Any:
+                return connection.exec_driver_sql(
+                    "SELECT CAST(CAST($1 AS text) AS jsonb)::text", (text,)
+                ).scalar()
+
+            nul = json.dumps({"content": "nul \x00 inside"})
+            with (
+                pytest.raises(sa.exc.DBAPIError, match="unsupported Unicode escape"),
+                connection.begin_nested(),
+            ):
+                jsonb(nul)
+            return jsonb('{"zeta":1,"a":2}'), jsonb(json.dumps({"x": 1e300}))
+
+        reordered, rounded = _pg_schema(pg_url, probe)
+        assert list(json.loads(reordered)) == ["a", "zeta"]
+        assert json.loads(rounded)["x"] != 1e300  # numeric: back as the int 10**300
