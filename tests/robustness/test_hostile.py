@@ -184,21 +184,24 @@ REFUSED_SAVES: dict[str, tuple[Callable[[], Payload], type[Exception]]] = {
 }
 
 
-@pytest.mark.parametrize("case", list(REFUSED_SAVES))
-def test_refused_save_changes_nothing(
-    hostile_manager: SessionManager, session: str, case: str
-) -> None:
-    """The typed API raises the named error, the seed façade returns False; nothing changes."""
-    build, error = REFUSED_SAVES[case]
-    before = snapshot(hostile_manager, session)
-    with pytest.raises(error) as raised:
-        hostile_manager.checkpoint(session, *build())
-    assert isinstance(raised.value, SessionSupervisorError)
-    assert str(raised.value)  # a message that says what is wrong
-    assert hostile_manager.save_session_state(session, *build()) is False
-    assert snapshot(hostile_manager, session) == before
-    live = hostile_manager.live(session)
-    assert (live.version, live.message_count) == (before["state"]["version"], 4)
+class TestRefusedSaves:
+    """Saves with bad values: a typed error, the seed façade's False, nothing changed."""
+
+    @pytest.mark.parametrize("case", list(REFUSED_SAVES))
+    def test_refused_save_changes_nothing(
+        self, hostile_manager: SessionManager, session: str, case: str
+    ) -> None:
+        """The typed API raises the named error, the seed façade returns False; nothing changes."""
+        build, error = REFUSED_SAVES[case]
+        before = snapshot(hostile_manager, session)
+        with pytest.raises(error) as raised:
+            hostile_manager.checkpoint(session, *build())
+        assert isinstance(raised.value, SessionSupervisorError)
+        assert str(raised.value)  # a message that says what is wrong
+        assert hostile_manager.save_session_state(session, *build()) is False
+        assert snapshot(hostile_manager, session) == before
+        live = hostile_manager.live(session)
+        assert (live.version, live.message_count) == (before["state"]["version"], 4)
 
 
 # ---------------------------------------------------------------------------- stored faithfully
@@ -232,21 +235,28 @@ FAITHFUL_SAVES: dict[str, Callable[[], Payload]] = {
 }
 
 
-@pytest.mark.parametrize("case", list(FAITHFUL_SAVES))
-def test_stored_faithfully(hostile_manager: SessionManager, session: str, case: str) -> None:
-    """What is loaded back equals what was saved, exactly, on this backend."""
-    saved_history, context, phase, step, plan = FAITHFUL_SAVES[case]()
-    assert hostile_manager.save_session_state(session, saved_history, context, phase, step, plan)
-    state = hostile_manager.load(session)
-    assert state["conversation_history"] == saved_history
-    assert state["context_variables"] == context
-    assert (state["current_phase"], state["current_step"]) == (phase, step)
-    if plan is not None:
-        assert state["plan_data"] == plan
-    # And the next save, an append, still sees the history as it is.
-    longer = [*saved_history, {"role": "assistant", "content": "next"}]
-    assert hostile_manager.save_session_state(session, longer, context, phase, step)
-    assert hostile_manager.load(session)["conversation_history"] == longer
+class TestStoredFaithfully:
+    """Hostile-looking but valid values: loaded back exactly as saved."""
+
+    @pytest.mark.parametrize("case", list(FAITHFUL_SAVES))
+    def test_stored_faithfully(
+        self, hostile_manager: SessionManager, session: str, case: str
+    ) -> None:
+        """What is loaded back equals what was saved, exactly, on this backend."""
+        saved_history, context, phase, step, plan = FAITHFUL_SAVES[case]()
+        assert hostile_manager.save_session_state(
+            session, saved_history, context, phase, step, plan
+        )
+        state = hostile_manager.load(session)
+        assert state["conversation_history"] == saved_history
+        assert state["context_variables"] == context
+        assert (state["current_phase"], state["current_step"]) == (phase, step)
+        if plan is not None:
+            assert state["plan_data"] == plan
+        # And the next save, an append, still sees the history as it is.
+        longer = [*saved_history, {"role": "assistant", "content": "next"}]
+        assert hostile_manager.save_session_state(session, longer, context, phase, step)
+        assert hostile_manager.load(session)["conversation_history"] == longer
 
 
 # ---------------------------------------------------------------------------- ids and others
@@ -268,36 +278,47 @@ BAD_IDS: dict[str, tuple[Any, type[Exception]]] = {
 }
 
 
-@pytest.mark.parametrize("case", list(BAD_IDS))
-def test_bad_session_id_everywhere(
-    hostile_manager: SessionManager, session: str, case: str
-) -> None:
-    """Every call taking a session id refuses a malformed or unknown one, typed; seed: falsy."""
-    bad, error = BAD_IDS[case]
-    before, count = snapshot(hostile_manager, session), _count(hostile_manager)
-    calls: list[Callable[[], Any]] = [
-        lambda: hostile_manager.checkpoint(bad, history(2), {}, "p"),
-        lambda: hostile_manager.load(bad),
-        lambda: hostile_manager.info(bad),
-        lambda: hostile_manager.suspend(bad),
-        lambda: hostile_manager.resume(bad),
-        lambda: hostile_manager.complete(bad),
-        lambda: hostile_manager.delete(bad),
-        lambda: hostile_manager.live(bad),
-        lambda: hostile_manager.request_approval(bad, "plan", {}),
-    ]
-    for call in calls:
-        with pytest.raises(error):
-            call()
-    assert hostile_manager.save_session_state(bad, history(2), {}, "p") is False
-    assert hostile_manager.load_session_state(bad) is None
-    assert hostile_manager.get_session_info(bad) is None
-    assert hostile_manager.suspend_session(bad) is False
-    assert hostile_manager.resume_session(bad) is False
-    assert hostile_manager.complete_session(bad) is False
-    assert hostile_manager.delete_session(bad) is False
-    assert snapshot(hostile_manager, session) == before
-    assert _count(hostile_manager) == count
+class TestSessionIds:
+    """Malformed and unknown session ids, on every call that takes one."""
+
+    @pytest.mark.parametrize("case", list(BAD_IDS))
+    def test_bad_session_id_everywhere(
+        self, hostile_manager: SessionManager, session: str, case: str
+    ) -> None:
+        """Every call taking a session id refuses a malformed or unknown one, typed; seed: falsy."""
+        bad, error = BAD_IDS[case]
+        before, count = snapshot(hostile_manager, session), _count(hostile_manager)
+        calls: list[Callable[[], Any]] = [
+            lambda: hostile_manager.checkpoint(bad, history(2), {}, "p"),
+            lambda: hostile_manager.load(bad),
+            lambda: hostile_manager.info(bad),
+            lambda: hostile_manager.suspend(bad),
+            lambda: hostile_manager.resume(bad),
+            lambda: hostile_manager.complete(bad),
+            lambda: hostile_manager.delete(bad),
+            lambda: hostile_manager.live(bad),
+            lambda: hostile_manager.request_approval(bad, "plan", {}),
+        ]
+        for call in calls:
+            with pytest.raises(error):
+                call()
+        assert hostile_manager.save_session_state(bad, history(2), {}, "p") is False
+        assert hostile_manager.load_session_state(bad) is None
+        assert hostile_manager.get_session_info(bad) is None
+        assert hostile_manager.suspend_session(bad) is False
+        assert hostile_manager.resume_session(bad) is False
+        assert hostile_manager.complete_session(bad) is False
+        assert hostile_manager.delete_session(bad) is False
+        assert snapshot(hostile_manager, session) == before
+        assert _count(hostile_manager) == count
+
+    @pytest.mark.parametrize("bad", [123, "\x00", "\ud800", ["a"], b"s"])
+    def test_list_connections_refuses_a_bad_session_id(
+        self, hostile_manager: SessionManager, bad: Any
+    ) -> None:
+        """A malformed session id is InvalidArgument, not a database error."""
+        with pytest.raises(InvalidArgument):
+            hostile_manager.list_connections(bad)
 
 
 CREATE_REFUSED: dict[str, tuple[tuple[Any, ...], type[Exception]]] = {
@@ -315,126 +336,129 @@ CREATE_REFUSED: dict[str, tuple[tuple[Any, ...], type[Exception]]] = {
 }
 
 
-@pytest.mark.parametrize("case", list(CREATE_REFUSED))
-def test_refused_create_adds_nothing(hostile_manager: SessionManager, case: str) -> None:
-    """A refused create_session raises the typed error and no session appears."""
-    args, error = CREATE_REFUSED[case]
-    count = _count(hostile_manager)
-    with pytest.raises(error):
-        hostile_manager.create_session(*args)
-    assert _count(hostile_manager) == count
+class TestCreate:
+    """create_session with bad and with hostile-but-valid arguments."""
+
+    @pytest.mark.parametrize("case", list(CREATE_REFUSED))
+    def test_refused_create_adds_nothing(self, hostile_manager: SessionManager, case: str) -> None:
+        """A refused create_session raises the typed error and no session appears."""
+        args, error = CREATE_REFUSED[case]
+        count = _count(hostile_manager)
+        with pytest.raises(error):
+            hostile_manager.create_session(*args)
+        assert _count(hostile_manager) == count
+
+    def test_create_with_hostile_but_valid_text(self, hostile_manager: SessionManager) -> None:
+        """SQL, NUL-free unicode and limits-sized names are stored as given."""
+        session_id = hostile_manager.create_session(
+            "m" * 64, {SQL: "👩‍💻\x00"}, user_id=SQL, name="ñ" * 255
+        )
+        info = hostile_manager.get_session_info(session_id)
+        assert info is not None
+        assert (info["mode"], info["user_id"], info["name"]) == ("m" * 64, SQL, "ñ" * 255)
+        assert info["config"] == {SQL: "👩‍💻\x00"}
+        assert [s["session_id"] for s in hostile_manager.list_sessions(user_id=SQL)] == [session_id]
 
 
-@pytest.mark.parametrize("bad", [123, "\x00", "\ud800", ["a"], b"s"])
-def test_list_connections_refuses_a_bad_session_id(
-    hostile_manager: SessionManager, bad: Any
-) -> None:
-    """A malformed session id is InvalidArgument, not a database error."""
-    with pytest.raises(InvalidArgument):
-        hostile_manager.list_connections(bad)
+class TestListing:
+    """Listing with extreme arguments."""
+
+    @pytest.mark.parametrize("limit", [2**31, 2**63, 10**20])
+    def test_list_sessions_with_a_huge_limit_lists_them_all(
+        self, hostile_manager: SessionManager, session: str, limit: int
+    ) -> None:
+        """A limit wider than the databases' integers means all, not a silent empty list."""
+        listed = hostile_manager.list_sessions(limit=limit)
+        assert session in {row["session_id"] for row in listed}
+        assert len(listed) == _count(hostile_manager)
 
 
-@pytest.mark.parametrize("limit", [2**31, 2**63, 10**20])
-def test_list_sessions_with_a_huge_limit_lists_them_all(
-    hostile_manager: SessionManager, session: str, limit: int
-) -> None:
-    """A limit wider than the databases' integers means all, not a silent empty list."""
-    listed = hostile_manager.list_sessions(limit=limit)
-    assert session in {row["session_id"] for row in listed}
-    assert len(listed) == _count(hostile_manager)
+class TestApprovals:
+    """Approval requests and answers with bad and hostile values."""
 
-
-def test_create_with_hostile_but_valid_text(hostile_manager: SessionManager) -> None:
-    """SQL, NUL-free unicode and limits-sized names are stored as given."""
-    session_id = hostile_manager.create_session(
-        "m" * 64, {SQL: "👩‍💻\x00"}, user_id=SQL, name="ñ" * 255
-    )
-    info = hostile_manager.get_session_info(session_id)
-    assert info is not None
-    assert (info["mode"], info["user_id"], info["name"]) == ("m" * 64, SQL, "ñ" * 255)
-    assert info["config"] == {SQL: "👩‍💻\x00"}
-    assert [s["session_id"] for s in hostile_manager.list_sessions(user_id=SQL)] == [session_id]
-
-
-def test_hostile_approvals(hostile_manager: SessionManager, session: str) -> None:
-    """Approval calls refuse bad input typed, and store hostile-but-valid text faithfully."""
-    before = snapshot(hostile_manager, session)
-    with pytest.raises(NotSerializable):
-        hostile_manager.request_approval(session, "plan", {"x": float("nan")})
-    with pytest.raises(InvalidArgument):
-        hostile_manager.request_approval(session, "t" * 65, {})
-    for timeout in (float("nan"), float("inf"), -1, 0, 10**400, 1e300, dt.timedelta.max, "5"):
+    def test_hostile_approvals(self, hostile_manager: SessionManager, session: str) -> None:
+        """Approval calls refuse bad input typed, and store hostile-but-valid text faithfully."""
+        before = snapshot(hostile_manager, session)
+        with pytest.raises(NotSerializable):
+            hostile_manager.request_approval(session, "plan", {"x": float("nan")})
         with pytest.raises(InvalidArgument):
-            hostile_manager.request_approval(session, "plan", {}, timeout=timeout)
-    assert hostile_manager.list_pending_approvals(session) == []
-    approval = hostile_manager.request_approval(session, SQL[:60], {SQL: "\x00"})
-    with pytest.raises(InvalidArgument):
-        hostile_manager.resolve_approval(approval, "maybe")
-    with pytest.raises(NotSerializable):
-        hostile_manager.resolve_approval(approval, "approved", {"r": {1}})
-    with pytest.raises(ApprovalNotFound):
-        hostile_manager.resolve_approval(str(uuid.uuid4()), "approved")
-    assert hostile_manager.resolve_approval(approval, "modified", {"edited": SQL})
-    record = hostile_manager.get_approval(approval)
-    assert record is not None
-    assert (record["approval_type"], record["context"]) == (SQL[:60], {SQL: "\x00"})
-    assert record["result"] == {"edited": SQL}
-    assert snapshot(hostile_manager, session) == before
+            hostile_manager.request_approval(session, "t" * 65, {})
+        for timeout in (float("nan"), float("inf"), -1, 0, 10**400, 1e300, dt.timedelta.max, "5"):
+            with pytest.raises(InvalidArgument):
+                hostile_manager.request_approval(session, "plan", {}, timeout=timeout)
+        assert hostile_manager.list_pending_approvals(session) == []
+        approval = hostile_manager.request_approval(session, SQL[:60], {SQL: "\x00"})
+        with pytest.raises(InvalidArgument):
+            hostile_manager.resolve_approval(approval, "maybe")
+        with pytest.raises(NotSerializable):
+            hostile_manager.resolve_approval(approval, "approved", {"r": {1}})
+        with pytest.raises(ApprovalNotFound):
+            hostile_manager.resolve_approval(str(uuid.uuid4()), "approved")
+        assert hostile_manager.resolve_approval(approval, "modified", {"edited": SQL})
+        record = hostile_manager.get_approval(approval)
+        assert record is not None
+        assert (record["approval_type"], record["context"]) == (SQL[:60], {SQL: "\x00"})
+        assert record["result"] == {"edited": SQL}
+        assert snapshot(hostile_manager, session) == before
 
 
 # ---------------------------------------------------------------------------- concurrency
 
 
-def test_concurrent_saves_on_one_session(hostile_manager: SessionManager, session: str) -> None:
-    """32 threads save one session at once: each gets a version, and the last one is stored."""
-    start_version = hostile_manager.load(session)["version"]
-    results: dict[int, int] = {}
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(32)
+class TestConcurrentSaves:
+    """Many saves of one session at the same time."""
 
-    def save(n: int) -> None:
-        barrier.wait(10)
-        try:
-            results[n] = hostile_manager.checkpoint(
-                session, history(n % 7 + 1, start=n), {"n": n}, f"phase-{n}", n
-            )
-        except StaleSession as error:  # a clear, typed refusal is allowed; nothing else
-            errors.append(error)
+    def test_concurrent_saves_on_one_session(
+        self, hostile_manager: SessionManager, session: str
+    ) -> None:
+        """32 threads save one session at once: each gets a version, and the last one is stored."""
+        start_version = hostile_manager.load(session)["version"]
+        results: dict[int, int] = {}
+        errors: list[BaseException] = []
+        barrier = threading.Barrier(32)
 
-    threads = [threading.Thread(target=save, args=(n,)) for n in range(32)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    assert not errors, errors
-    versions = sorted(results.values())
-    assert versions == list(range(start_version + 1, start_version + 33))
-    last = max(results, key=results.__getitem__)
-    state = hostile_manager.load(session)
-    assert state["version"] == start_version + 32
-    assert state["conversation_history"] == history(last % 7 + 1, start=last)
-    assert (state["context_variables"], state["current_step"]) == ({"n": last}, last)
+        def save(n: int) -> None:
+            barrier.wait(10)
+            try:
+                results[n] = hostile_manager.checkpoint(
+                    session, history(n % 7 + 1, start=n), {"n": n}, f"phase-{n}", n
+                )
+            except StaleSession as error:  # a clear, typed refusal is allowed; nothing else
+                errors.append(error)
 
+        threads = [threading.Thread(target=save, args=(n,)) for n in range(32)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert not errors, errors
+        versions = sorted(results.values())
+        assert versions == list(range(start_version + 1, start_version + 33))
+        last = max(results, key=results.__getitem__)
+        state = hostile_manager.load(session)
+        assert state["version"] == start_version + 32
+        assert state["conversation_history"] == history(last % 7 + 1, start=last)
+        assert (state["context_variables"], state["current_step"]) == ({"n": last}, last)
 
-def test_concurrent_async_saves_on_one_session(
-    hostile_manager: SessionManager, session: str
-) -> None:
-    """The async twins from one event loop: same guarantees as threads."""
+    def test_concurrent_async_saves_on_one_session(
+        self, hostile_manager: SessionManager, session: str
+    ) -> None:
+        """The async twins from one event loop: same guarantees as threads."""
 
-    async def run() -> dict[int, int]:
-        async def one(n: int) -> tuple[int, int]:
-            ok = await hostile_manager.asave_session_state(
-                session, history(3, start=n), {"n": n}, "p", n
-            )
-            assert ok
-            return n, hostile_manager.load(session)["version"]
+        async def run() -> dict[int, int]:
+            async def one(n: int) -> tuple[int, int]:
+                ok = await hostile_manager.asave_session_state(
+                    session, history(3, start=n), {"n": n}, "p", n
+                )
+                assert ok
+                return n, hostile_manager.load(session)["version"]
 
-        return dict(await asyncio.gather(*(one(n) for n in range(16))))
+            return dict(await asyncio.gather(*(one(n) for n in range(16))))
 
-    start_version = hostile_manager.load(session)["version"]
-    asyncio.run(run())
-    state = hostile_manager.load(session)
-    assert state["version"] == start_version + 16
-    n = state["current_step"]
-    assert state["conversation_history"] == history(3, start=n)
-    assert state["context_variables"] == {"n": n}
+        start_version = hostile_manager.load(session)["version"]
+        asyncio.run(run())
+        state = hostile_manager.load(session)
+        assert state["version"] == start_version + 16
+        n = state["current_step"]
+        assert state["conversation_history"] == history(3, start=n)
+        assert state["context_variables"] == {"n": n}

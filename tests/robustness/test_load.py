@@ -90,62 +90,67 @@ def _worker(
             tally.unexpected.append(error)
 
 
-@pytest.mark.slow
-def test_thousand_live_sessions_from_sixteen_threads(make_manager: ManagerFactory) -> None:
-    """No error but the expected refusals; every session ends as its last acknowledged save."""
-    manager = make_manager(call_timeout=30)
-    started = time.perf_counter()
-    ids: list[str] = []
-    ids_lock = threading.Lock()
+class TestLoad:
+    """1,000 live sessions under 16 threads."""
 
-    def create(count: int) -> None:
-        made = [manager.create_session("load", {}) for _ in range(count)]
-        with ids_lock:
-            ids.extend(made)
+    @pytest.mark.slow
+    def test_thousand_live_sessions_from_sixteen_threads(
+        self, make_manager: ManagerFactory
+    ) -> None:
+        """No error but the expected refusals; every session ends as its last acknowledged save."""
+        manager = make_manager(call_timeout=30)
+        started = time.perf_counter()
+        ids: list[str] = []
+        ids_lock = threading.Lock()
 
-    creators = [
-        threading.Thread(target=create, args=(SESSIONS // THREADS + 1,)) for _ in range(THREADS)
-    ]
-    for thread in creators:
-        thread.start()
-    for thread in creators:
-        thread.join(60)
-    ids = ids[:SESSIONS]
-    created = time.perf_counter()
-    acked = {session_id: Acked() for session_id in ids}
-    tally = Tally()
-    workers = [
-        threading.Thread(target=_worker, args=(manager, ids, acked, tally, seed))
-        for seed in range(THREADS)
-    ]
-    for thread in workers:
-        thread.start()
-    for thread in workers:
-        thread.join(120)
-    worked = time.perf_counter()
-    assert not tally.unexpected, tally.unexpected[:5]
-    assert len(manager.live_sessions()) >= SESSIONS
-    mismatched = []
-    for session_id, last in acked.items():
-        state = manager.load(session_id)
-        if last.save:
-            saved_history, context, phase, step = last.save
-            stored = (
-                state["conversation_history"],
-                state["context_variables"],
-                state["current_phase"],
-                state["current_step"],
-            )
-            if stored != (saved_history, context, phase, step):
+        def create(count: int) -> None:
+            made = [manager.create_session("load", {}) for _ in range(count)]
+            with ids_lock:
+                ids.extend(made)
+
+        creators = [
+            threading.Thread(target=create, args=(SESSIONS // THREADS + 1,)) for _ in range(THREADS)
+        ]
+        for thread in creators:
+            thread.start()
+        for thread in creators:
+            thread.join(60)
+        ids = ids[:SESSIONS]
+        created = time.perf_counter()
+        acked = {session_id: Acked() for session_id in ids}
+        tally = Tally()
+        workers = [
+            threading.Thread(target=_worker, args=(manager, ids, acked, tally, seed))
+            for seed in range(THREADS)
+        ]
+        for thread in workers:
+            thread.start()
+        for thread in workers:
+            thread.join(120)
+        worked = time.perf_counter()
+        assert not tally.unexpected, tally.unexpected[:5]
+        assert len(manager.live_sessions()) >= SESSIONS
+        mismatched = []
+        for session_id, last in acked.items():
+            state = manager.load(session_id)
+            if last.save:
+                saved_history, context, phase, step = last.save
+                stored = (
+                    state["conversation_history"],
+                    state["context_variables"],
+                    state["current_phase"],
+                    state["current_step"],
+                )
+                if stored != (saved_history, context, phase, step):
+                    mismatched.append(session_id)
+            if state["status"] != last.status or state["version"] < max(
+                last.save_version, last.status_version
+            ):
                 mismatched.append(session_id)
-        if state["status"] != last.status or state["version"] < max(
-            last.save_version, last.status_version
-        ):
-            mismatched.append(session_id)
-    assert not mismatched, f"{len(mismatched)} sessions differ from their last ack"
-    total = sum(tally.counts.values())
-    print(  # noqa: T201 - the figures of the run, shown with -s
-        f"load: {SESSIONS} sessions created in {created - started:.2f}s; {total} calls from"
-        f" {THREADS} threads in {worked - created:.2f}s ({total / (worked - created):.0f}/s);"
-        f" {tally.counts}; verified in {time.perf_counter() - worked:.2f}s"
-    )
+        assert not mismatched, f"{len(mismatched)} sessions differ from their last ack"
+        total = sum(tally.counts.values())
+        print(  # noqa: T201 - the figures of the run, shown with -s
+            f"load: {SESSIONS} sessions created in {created - started:.2f}s; {total} calls from"
+            f" {THREADS} threads in {worked - created:.2f}s ({total / (worked - created):.0f}/s);"
+            f" {tally.counts}; verified in {time.perf_counter() - worked:.2f}s"
+        )

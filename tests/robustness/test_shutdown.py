@@ -101,35 +101,38 @@ EXIT_CODES = {
 }
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("ending", list(ENDINGS))
-def test_process_exits_promptly(ending: str, tmp_path: Path) -> None:
-    """The process ends within 5 s of its last line, every save durable, no lease held."""
-    url = f"sqlite+aiosqlite:///{tmp_path / 'sessions.db'}"
-    script = textwrap.dedent(_PROLOGUE) + textwrap.dedent(ENDINGS[ending])
-    process = spawn(
-        ["-c", script, url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env()
-    )
-    try:
-        out, err = process.communicate(timeout=60)
-        gone = time.monotonic()
-    finally:
-        stop(process)
-    assert process.returncode == EXIT_CODES.get(ending, 0), err
-    lines = dict(line.split(" ", 1) for line in out.splitlines())
-    latency = gone - float(lines["done"])
-    assert latency < EXIT_DEADLINE, f"{ending}: the process took {latency:.2f}s to exit"
-    ids = lines["ids"].split()
-    assert len(ids) == SESSIONS
-    checker = create_session_manager(url)
-    try:
-        for n, session_id in enumerate(ids):
-            info = checker.get_session_info(session_id)
-            assert info is not None
-            assert info["owner"] is None, f"{ending}: a lease was left behind"
-            state = checker.load(session_id)
-            assert state["context_variables"] == {"n": n}
-            assert state["current_phase"] in ("execution", "async")
-    finally:
-        checker.close()
-    print(f"shutdown {ending}: exited {latency * 1000:.0f} ms after its last line")  # noqa: T201
+class TestShutdown:
+    """However the host process ends, it ends at once."""
+
+    @pytest.mark.slow
+    @pytest.mark.parametrize("ending", list(ENDINGS))
+    def test_process_exits_promptly(self, ending: str, tmp_path: Path) -> None:
+        """The process ends within 5 s of its last line, every save durable, no lease held."""
+        url = f"sqlite+aiosqlite:///{tmp_path / 'sessions.db'}"
+        script = textwrap.dedent(_PROLOGUE) + textwrap.dedent(ENDINGS[ending])
+        process = spawn(
+            ["-c", script, url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env()
+        )
+        try:
+            out, err = process.communicate(timeout=60)
+            gone = time.monotonic()
+        finally:
+            stop(process)
+        assert process.returncode == EXIT_CODES.get(ending, 0), err
+        lines = dict(line.split(" ", 1) for line in out.splitlines())
+        latency = gone - float(lines["done"])
+        assert latency < EXIT_DEADLINE, f"{ending}: the process took {latency:.2f}s to exit"
+        ids = lines["ids"].split()
+        assert len(ids) == SESSIONS
+        checker = create_session_manager(url)
+        try:
+            for n, session_id in enumerate(ids):
+                info = checker.get_session_info(session_id)
+                assert info is not None
+                assert info["owner"] is None, f"{ending}: a lease was left behind"
+                state = checker.load(session_id)
+                assert state["context_variables"] == {"n": n}
+                assert state["current_phase"] in ("execution", "async")
+        finally:
+            checker.close()
+        print(f"shutdown {ending}: exited {latency * 1000:.0f} ms after its last line")  # noqa: T201
