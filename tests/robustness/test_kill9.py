@@ -4,7 +4,8 @@ Each round starts a writer process (``scripts/kill9_writer.py``: several threads
 sessions and saving step after step, each acknowledgement flushed to a file before the
 writer goes on), kills it with SIGKILL 50-300 ms after it started writing, and then loads
 every session: each acknowledged checkpoint (or a later one) is there, and whole: history,
-context, plan, phase and step all from the same save. On SQLite ``PRAGMA integrity_check``
+context, plan, phase and step all from the same save. After the last round a new process
+checks every session once more. On SQLite ``PRAGMA integrity_check``
 must say ``ok`` after every kill. The sessions live on from round to round (the next writer
 takes over the killed writer's lapsed leases), so later rounds also prove that takeover.
 
@@ -14,6 +15,7 @@ on stdin; so a round costs the writing time plus the checks, not an interpreter 
 
 from __future__ import annotations
 
+import json
 import random
 import signal
 import sqlite3
@@ -149,7 +151,27 @@ def _kill_rounds(
         for writer in writers:
             writer.close()
         checker.close()
+    _verify_in_a_new_process(database_url, ledger)
     return ledger
+
+
+def _verify_in_a_new_process(database_url: str, ledger: Ledger) -> None:
+    """A fresh process (nothing cached) loads every session and checks it against the acks."""
+    process = spawn(
+        [WRITER, "verify", database_url],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=child_env(),
+    )
+    try:
+        out, err = process.communicate(json.dumps(ledger.acked), timeout=60)
+    finally:
+        stop(process)
+    assert process.returncode == 0, out + err
+    word, sessions, lost, inconsistent = out.split()
+    assert (word, lost, inconsistent) == ("verified", "0", "0"), out
+    assert int(sessions) >= len(ledger.acked)  # a create may commit before its ack printed
 
 
 @pytest.mark.slow

@@ -13,6 +13,7 @@ and step all from the same save. Every fifth step rewrites (summarises) the hist
 
 from __future__ import annotations
 
+import json
 import random
 import sys
 import threading
@@ -98,10 +99,42 @@ def _thread(manager: Any, output: Output, left: list[str], seed: int) -> None:
     _continue(manager, output, sessions, rng)
 
 
+def verify(url: str) -> None:
+    """Load every session in this (new) process; compare with the acks read from stdin.
+
+    Prints ``verified SESSIONS LOST INCONSISTENT``; exits 1 if anything was lost or torn.
+    """
+    from actors import create_session_manager  # noqa: PLC0415 - the writer imports it late too
+
+    acked: dict[str, int] = json.loads(sys.stdin.read())
+    manager = create_session_manager(url)
+    lost = inconsistent = 0
+    stored = {row["session_id"] for row in manager.list_sessions(mode=MODE, limit=100_000)}
+    lost += len(set(acked) - stored)
+    for session_id in stored:
+        state = manager.load(session_id)
+        step = state["current_step"] or 0
+        lost += step < acked.get(session_id, 0)
+        loaded = {
+            "history": state["conversation_history"],
+            "context": state["context_variables"],
+            "plan": state["plan_data"],
+            "phase": state["current_phase"],
+            "step": state["current_step"],
+        }
+        inconsistent += loaded != expected_state(session_id, step)
+    manager.close()
+    sys.stdout.write(f"verified {len(stored)} {lost} {inconsistent}\n")
+    sys.exit(1 if lost or inconsistent else 0)
+
+
 def main() -> None:
-    """Write until killed."""
+    """Write until killed (or, with ``verify URL``, check what the writers left)."""
     from actors import create_session_manager  # noqa: PLC0415 - after the argv check
 
+    if sys.argv[1] == "verify":
+        verify(sys.argv[2])
+        return
     url, seed = sys.argv[1], int(sys.argv[2])
     sys.stdin.readline()  # imported and waiting: the test says when to start
     manager = create_session_manager(url, lease_ttl=timedelta(milliseconds=250))
