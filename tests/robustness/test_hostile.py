@@ -43,7 +43,9 @@ def _stop_every_actor() -> None:
     """Overrides the suite's per-test actor cleanup: the managers here live for the module."""
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
 def hostile_manager(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[SessionManager]:
