@@ -223,12 +223,11 @@ class Store:
             SessionOwnedElsewhere: another owner's lease is still valid.
         """
 
-        def op(connection: Connection) -> Lease:
+        def take(connection: Connection) -> Lease:
             # PostgreSQL: lock the row, or give up at once if another transaction holds it
             # (its owner is writing it, or another process is taking it). Waiting instead
             # would stall this process's whole group commit behind a peer's transaction,
-            # a paused one's included, and two batches taking sessions in opposite orders
-            # would deadlock. SQLite renders no FOR UPDATE: its write lock is the file's.
+            # a paused one's included. SQLite renders no FOR UPDATE: its lock is the file's.
             before = connection.execute(
                 select(states.c.owner)
                 .where(states.c.session_id == session_id)
@@ -259,6 +258,28 @@ class Store:
             previous = before[0] if before is not None and before[0] != owner else None
             samples = self._samples(connection, session_id, state.message_count)
             return Lease(state, samples, taken_from=previous)
+
+        def op(connection: Connection) -> Lease:
+            # The usual refusal (a live owner's valid lease) is decided on the committed
+            # row, without locking it.
+            held = connection.execute(
+                select(states.c.owner, states.c.lease_expires_at).where(
+                    states.c.session_id == session_id
+                )
+            ).first()
+            if (
+                held is not None
+                and held[0] not in (None, owner)
+                and (held[1] is None or held[1] >= now)
+            ):
+                self._diagnose(connection, session_id, action="open")
+            if connection.dialect.name != "postgresql":
+                return take(connection)
+            # A row lock taken by a refused take would last until this whole batch commits,
+            # and two processes' batches could then wait on each other's rows (a deadlock);
+            # the savepoint's rollback on the refusal releases it at once.
+            with connection.begin_nested():
+                return take(connection)
 
         return await self._writer.submit(op)
 
