@@ -160,6 +160,7 @@ class TestKillNine:
         lost = {sid: acked[sid] - loaded[sid] for sid in ids if loaded[sid] < acked[sid]}
         record_property("takeover_seconds", takeovers)
         record_property("lost_checkpoints", sum(lost.values()))
+        record_property("acknowledged_before_kill", sum(acked.values()))
         assert lost == {}
         assert all(0 < seconds < float(LEASE) + 3.0 for seconds in takeovers), takeovers
         assert statistics.median(takeovers) <= float(LEASE) + 1.0, takeovers
