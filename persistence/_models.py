@@ -81,8 +81,9 @@ class SessionStateRow(Base):
     __tablename__ = "session_states"
     __table_args__ = (
         Index("ix_session_states_status_expires_at", "status", "expires_at"),
+        # No index over updated_at alone: each one is pages written by every checkpoint,
+        # and (status, updated_at) serves the listing and the purge (migration 0002).
         Index("ix_session_states_status_updated_at", "status", "updated_at"),
-        Index("ix_session_states_updated_at", "updated_at"),
         Index("ix_session_states_owner", "owner"),
     )
 
