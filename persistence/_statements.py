@@ -41,6 +41,7 @@ INSERT_MESSAGE = (
     f"INSERT INTO {_messages.name} (session_id, seq, role, agent, content, timestamp, extra)"  # noqa: S608
     " VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
+STATE_GUARD = f"SELECT status, version, epoch, owner FROM {_states.name} WHERE session_id = ?"  # noqa: S608
 TOUCH_SESSION = f"UPDATE {_sessions.name} SET last_active_at = ? WHERE id = ?"  # noqa: S608
 
 
@@ -89,3 +90,11 @@ def sqlite_checkpoint(connection: sqlite3.Connection, cp: Checkpoint) -> bool:
         )
     connection.execute(TOUCH_SESSION, (now, sid))
     return True
+
+
+def sqlite_state_guard(
+    connection: sqlite3.Connection, session_id: str
+) -> tuple[object, ...] | None:
+    """The columns a checkpoint's guard compares (status, version, epoch, owner), if any."""
+    row: tuple[object, ...] | None = connection.execute(STATE_GUARD, (session_id,)).fetchone()
+    return row

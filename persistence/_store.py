@@ -11,7 +11,7 @@ import concurrent.futures
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Any, TypeVar, cast
+from typing import Any, NoReturn, TypeVar, cast
 
 from sqlalchemy import (
     Connection,
@@ -55,8 +55,8 @@ from persistence._records import (
     StateRecord,
     SweepCounts,
 )
-from persistence._statements import sqlite_checkpoint
-from persistence._writer import GroupCommitWriter
+from persistence._statements import sqlite_checkpoint, sqlite_state_guard
+from persistence._writer import DualOp, GroupCommitWriter
 
 T = TypeVar("T")
 
@@ -161,16 +161,9 @@ class Store:
                 )
             )
         ).first()
-        if row is None:
-            raise SessionNotFound(session_id)
-        status, actual_version, actual_epoch, owner = row
-        if epoch is not None and actual_epoch != epoch:
-            raise SessionOwnedElsewhere(session_id, owner)
-        if status not in allowed:
-            raise InvalidTransition(session_id, status, action)
-        if version is not None and actual_version != version:
-            raise StaleSession(session_id, version, actual_version)
-        raise SessionOwnedElsewhere(session_id, owner)
+        _explain_refusal(
+            session_id, row, action=action, epoch=epoch, version=version, allowed=allowed
+        )
 
     # ------------------------------------------------------------------ sessions
 
@@ -300,10 +293,8 @@ class Store:
         def op(connection: Connection) -> int:
             if connection.dialect.name == "sqlite":
                 driver = cast("sqlite3.Connection", connection.connection.driver_connection)
-                applied = sqlite_checkpoint(driver, cp)
-            else:
-                applied = _core_checkpoint(connection, cp)
-            if not applied:
+                return bare(driver)
+            if not _core_checkpoint(connection, cp):
                 self._diagnose(
                     connection,
                     cp.session_id,
@@ -314,7 +305,19 @@ class Store:
                 )
             return cp.expected_version + 1
 
-        return op
+        def bare(driver: sqlite3.Connection) -> int:
+            if not sqlite_checkpoint(driver, cp):
+                _explain_refusal(
+                    cp.session_id,
+                    sqlite_state_guard(driver, cp.session_id),
+                    action="save",
+                    epoch=cp.epoch,
+                    version=cp.expected_version,
+                    allowed=("active",),
+                )
+            return cp.expected_version + 1
+
+        return DualOp(op, bare) if self.dialect == "sqlite" else op
 
     async def checkpoint(self, cp: Checkpoint) -> int:
         """Durably apply one checkpoint; return the new version.
@@ -864,6 +867,31 @@ class Store:
     async def migrate(self, revision: str = "head") -> None:
         """Upgrade the schema to ``revision`` (one transaction, see :func:`upgrade_op`)."""
         await self._writer.submit(upgrade_op(revision))
+
+
+def _explain_refusal(
+    session_id: str,
+    row: Sequence[Any] | None,
+    *,
+    action: str,
+    epoch: int | None,
+    version: int | None,
+    allowed: Sequence[str],
+) -> NoReturn:
+    """Raise the error that explains why a guarded write matched no row.
+
+    ``row`` is the state row's (status, version, epoch, owner), ``None`` if there is none.
+    """
+    if row is None:
+        raise SessionNotFound(session_id)
+    status, actual_version, actual_epoch, owner = row
+    if epoch is not None and actual_epoch != epoch:
+        raise SessionOwnedElsewhere(session_id, owner)
+    if status not in allowed:
+        raise InvalidTransition(session_id, status, action)
+    if version is not None and actual_version != version:
+        raise StaleSession(session_id, version, actual_version)
+    raise SessionOwnedElsewhere(session_id, owner)
 
 
 def _core_checkpoint(connection: Connection, cp: Checkpoint) -> bool:

@@ -17,11 +17,12 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import queue
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import structlog
 from sqlalchemy import Connection, Engine
@@ -56,6 +57,34 @@ class WriterStats:
         timings.append(seconds)
         if len(timings) > 4096:
             del timings[:2048]
+
+
+@dataclass(frozen=True, slots=True)
+class DualOp:
+    """A write that can also run on the writer's bare ``sqlite3`` connection.
+
+    Calling it runs ``core`` (any dialect, through SQLAlchemy). On SQLite, a batch made
+    only of these runs ``sqlite`` instead, in a transaction the writer opens and commits on
+    the ``sqlite3`` connection itself: SQLAlchemy's transaction and event machinery cost
+    more than a checkpoint's statements. Both must do the same thing.
+    """
+
+    core: WriteOp
+    sqlite: Callable[[sqlite3.Connection], Any]
+
+    def __call__(self, connection: Connection) -> Any:
+        """Run the SQLAlchemy version."""
+        return self.core(connection)
+
+
+def _apply_sqlite(connection: sqlite3.Connection, ops: list[DualOp]) -> list[_Outcome]:
+    outcomes: list[_Outcome] = []
+    for op in ops:
+        try:
+            outcomes.append((True, op.sqlite(connection)))
+        except SessionSupervisorError as error:
+            outcomes.append((False, error))
+    return outcomes
 
 
 def _apply(connection: Connection, ops: list[WriteOp]) -> list[_Outcome]:
@@ -277,14 +306,37 @@ class GroupCommitWriter:
             if self._connection is None:
                 self._connection = self._sync_engine.connect()
             connection = self._connection
-            with connection.begin():
-                outcomes = _apply(connection, [op for op, _ in batch])
+            ops = [op for op, _ in batch]
+            if all(isinstance(op, DualOp) for op in ops):
+                outcomes = self._commit_bare(connection, cast("list[DualOp]", ops))
+            else:
+                with connection.begin():
+                    outcomes = _apply(connection, ops)
         except Exception as exc:  # noqa: BLE001 - every database failure fails the batch
             self._drop_connection()
             self.stats.failed_batches += 1
             log.warning("store.batch_failed", size=len(batch), error=repr(exc))
             return [(False, _refusal(exc)) for _ in batch]
         self.stats.committed(len(batch), time.perf_counter() - started)
+        return outcomes
+
+    @staticmethod
+    def _commit_bare(connection: Connection, ops: list[DualOp]) -> list[_Outcome]:
+        """Run ``ops`` in one transaction opened and committed on the ``sqlite3`` connection.
+
+        SQLAlchemy's ``connection`` is idle meanwhile (no transaction of its own), so the
+        other path finds it as it left it. On any failure the transaction is rolled back
+        and the error propagates (the caller fails the batch and drops the connection).
+        """
+        driver = cast("sqlite3.Connection", connection.connection.driver_connection)
+        driver.execute("BEGIN IMMEDIATE")
+        try:
+            outcomes = _apply_sqlite(driver, ops)
+            driver.execute("COMMIT")
+        except BaseException:
+            if driver.in_transaction:
+                driver.execute("ROLLBACK")
+            raise
         return outcomes
 
     # ------------------------------------------------------------------ PostgreSQL: a task

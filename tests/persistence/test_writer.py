@@ -8,6 +8,7 @@ the writer's transaction open on an event while the others queue behind it.
 from __future__ import annotations
 
 import concurrent.futures
+import sqlite3
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
@@ -27,7 +28,7 @@ from persistence import (
     encode_message,
 )
 from persistence._statements import sqlite_datetime
-from persistence._writer import GroupCommitWriter
+from persistence._writer import DualOp, GroupCommitWriter
 
 WAIT = 10.0
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -99,6 +100,25 @@ def _held_future(
     return chained
 
 
+def _trace_commits(writer: GroupCommitWriter, order: list[str]) -> None:
+    """Append "commit" to ``order`` whenever the writer's connection runs COMMIT.
+
+    Traced on the ``sqlite3`` connection itself: checkpoint batches commit there directly.
+    """
+
+    def trace(statement: str) -> None:
+        if statement.strip().upper() == "COMMIT":
+            order.append("commit")
+
+    def install(connection: Connection) -> None:
+        driver = connection.connection.driver_connection
+        assert isinstance(driver, sqlite3.Connection)
+        driver.set_trace_callback(trace)
+
+    writer.submit_threadsafe(install).result(WAIT)
+    order.clear()
+
+
 def _version(db: Database, session_id: str) -> int:
     state = db.run(db.store.state(session_id))
     assert state is not None
@@ -120,9 +140,7 @@ class TestAcknowledgement:
         for name in ("a", "b"):
             _create(db, name)
         order: list[str] = []
-        engine = db._engines.writer
-        assert engine is not None
-        event.listen(engine, "commit", lambda _conn: order.append("commit"))
+        _trace_commits(writer, order)
         gate, held = _hold_writer(writer)
         futures = [
             writer.submit_threadsafe(db.store._checkpoint_op(_checkpoint(name, 1, 0, 2)))
@@ -187,7 +205,7 @@ class TestFailedBatch:
         def broken(connection: Connection) -> None:
             connection.execute(text("INSERT INTO no_such_table VALUES (1)"))
 
-        batch = [
+        batch: list[concurrent.futures.Future[Any]] = [
             writer.submit_threadsafe(db.store._checkpoint_op(_checkpoint("x", 1, 0, 2))),
             writer.submit_threadsafe(broken),
             writer.submit_threadsafe(db.store._checkpoint_op(_checkpoint("y", 1, 0, 2))),
@@ -204,6 +222,40 @@ class TestFailedBatch:
         assert db.store.checkpoint_blocking(_checkpoint("after", 1, 0, 2), WAIT) == 2
         assert db.store.checkpoint_blocking(_checkpoint("x", 1, 0, 2), WAIT) == 2
         assert _messages(db, "x") == 2
+
+    def test_a_database_error_in_a_batch_of_checkpoints_fails_only_it(self, db: Database) -> None:
+        """Checkpoint batches commit on the bare connection: a failure there rolls back too."""
+        writer = db.store.writer
+        for name in ("x", "y", "after"):
+            _create(db, name)
+        begins: list[str] = []
+        engine = db._engines.writer
+        assert engine is not None
+        event.listen(engine, "begin", lambda _conn: begins.append("begin"))
+        gate, held = _hold_writer(writer)
+
+        def broken(driver: sqlite3.Connection) -> None:
+            driver.execute("INSERT INTO no_such_table VALUES (1)")
+
+        x_op = db.store._checkpoint_op(_checkpoint("x", 1, 0, 2))
+        y_op = db.store._checkpoint_op(_checkpoint("y", 1, 0, 2))
+        batch: list[concurrent.futures.Future[Any]] = [
+            writer.submit_threadsafe(x_op),
+            writer.submit_threadsafe(DualOp(lambda _c: None, broken)),
+            writer.submit_threadsafe(y_op),
+        ]
+        gate.release.set()
+        assert held.result(WAIT) == "gate"
+        for future in batch:
+            with pytest.raises(StoreUnavailable, match="refused the write"):
+                future.result(WAIT)
+        assert begins == ["begin"]  # the gate's: the batch of checkpoints bypassed SQLAlchemy
+        assert (_version(db, "x"), _messages(db, "x")) == (1, 0)
+        assert (_version(db, "y"), _messages(db, "y")) == (1, 0)
+        assert db.store.checkpoint_blocking(_checkpoint("after", 1, 0, 2), WAIT) == 2
+        assert db.store.checkpoint_blocking(_checkpoint("x", 1, 0, 2), WAIT) == 2
+        _create(db, "z")  # and SQLAlchemy's own transactions still work after it
+        assert (_version(db, "after"), _messages(db, "x"), _version(db, "z")) == (2, 2, 1)
 
     def test_a_refused_checkpoint_fails_alone(self, db: Database) -> None:
         """A stale checkpoint (domain error) writes nothing; its batch mates still commit."""
