@@ -423,7 +423,8 @@ class SessionManager(SideTables, AsyncTwins, RuntimeAPI):
             SessionNotFound: it does not exist.
         """
         require_str("session_id", session_id)
-        document: SessionDocument | None = self._store_call(self._db.store.load(session_id))
+        self._check_open()
+        document: SessionDocument | None = self._db.load(session_id)
         if document is None:
             raise SessionNotFound(session_id)
         return state_dict(document)
@@ -435,7 +436,8 @@ class SessionManager(SideTables, AsyncTwins, RuntimeAPI):
             SessionNotFound: it does not exist.
         """
         require_str("session_id", session_id)
-        summary: SessionSummary | None = self._store_call(self._db.store.session_info(session_id))
+        self._check_open()
+        summary: SessionSummary | None = self._db.session_info(session_id)
         if summary is None:
             raise SessionNotFound(session_id)
         return _info_dict(summary)

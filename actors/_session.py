@@ -192,7 +192,7 @@ class SessionActor(pykka.ThreadingActor):
         state = self._state
         assert state is not None  # noqa: S101 - only called once loaded
         db = self._settings.db
-        current = db.run(db.store.state(self.session_id))
+        current = db.state(self.session_id)
         if current is None:
             self._leave("deleted elsewhere")
             raise SessionNotFound(self.session_id)
@@ -210,7 +210,7 @@ class SessionActor(pykka.ThreadingActor):
         """The last checkpoint, whole, for the runtime factory."""
         self._loaded("runtime")
         db = self._settings.db
-        document = db.run(db.store.load(self.session_id))
+        document = db.load(self.session_id)
         if document is None:
             self._leave("deleted elsewhere")
             raise SessionNotFound(self.session_id)

@@ -7,6 +7,7 @@ every other key goes to ``extra`` as JSON. Decoding gives back an equal dict.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from persistence import _json
@@ -68,3 +69,28 @@ def decode_message(row: MessageRow) -> dict[str, Any]:
     if extra is not None:
         message.update(_json.decode(extra))
     return message
+
+
+def decode_rows(rows: Iterable[MessageRow]) -> list[dict[str, Any]]:
+    """Rebuild the messages of stored rows, in order: :func:`decode_message`, unrolled.
+
+    A load decodes thousands of rows, so this is the loop without per-row calls beyond the
+    JSON decoder (only for rows with extra keys); it must stay equal to ``decode_message``.
+    """
+    decode = _json.decode
+    history: list[dict[str, Any]] = []
+    append = history.append
+    for role, agent, content, timestamp, extra in rows:
+        message: dict[str, Any] = {}
+        if role is not None:
+            message["role"] = role
+        if agent is not None:
+            message["agent"] = agent
+        if content is not None:
+            message["content"] = content
+        if timestamp is not None:
+            message["timestamp"] = timestamp
+        if extra is not None:
+            message.update(decode(extra))
+        append(message)
+    return history

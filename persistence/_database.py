@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -12,6 +13,8 @@ from persistence import _migrate
 from persistence._engine import Engines, SqliteSynchronous, create_engines, resolve_url
 from persistence._errors import StoreUnavailable
 from persistence._loop import EventLoopThread
+from persistence._reader import SqliteReader
+from persistence._records import SessionDocument, SessionSummary, StateRecord
 from persistence._store import Store
 from persistence._writer import GroupCommitWriter
 
@@ -122,6 +125,48 @@ class Database:
             future.cancel()
             raise StoreUnavailable("the session store did not answer in time") from None
 
+    # ------------------------------------------------------------------ hot reads
+    # From a plain thread (the façade's, an actor's) these read in that thread on SQLite
+    # (see :class:`SqliteReader`); on PostgreSQL they run the store's coroutine.
+
+    def load(self, session_id: str) -> SessionDocument | None:
+        """:meth:`Store.load`, blocking: the whole session, or ``None``.
+
+        Raises:
+            StoreUnavailable: the store is closed, unreadable or did not answer in time.
+        """
+        reader = self._sync_reader()
+        if reader is not None:
+            return reader.load(session_id)
+        return self.run(self.store.load(session_id))
+
+    def state(self, session_id: str) -> StateRecord | None:
+        """:meth:`Store.state`, blocking: the state row, or ``None``.
+
+        Raises:
+            StoreUnavailable: the store is closed, unreadable or did not answer in time.
+        """
+        reader = self._sync_reader()
+        if reader is not None:
+            return reader.state(session_id)
+        return self.run(self.store.state(session_id))
+
+    def session_info(self, session_id: str) -> SessionSummary | None:
+        """:meth:`Store.session_info`, blocking: the summary, or ``None``.
+
+        Raises:
+            StoreUnavailable: the store is closed, unreadable or did not answer in time.
+        """
+        reader = self._sync_reader()
+        if reader is not None:
+            return reader.session_info(session_id)
+        return self.run(self.store.session_info(session_id))
+
+    def _sync_reader(self) -> SqliteReader | None:
+        if self._closed:
+            raise StoreUnavailable("the session store is closed")
+        return self._engines.sync_reader
+
     def close(self) -> None:
         """Commit pending writes, close the connections and stop the loop thread."""
         if self._closed:
@@ -133,6 +178,8 @@ class Database:
                 await self.store.writer.close()
             finally:
                 await self._engines.dispose()
+                # The async SQLite reads ran on the loop's default executor (Store._off_loop).
+                await asyncio.get_running_loop().shutdown_default_executor()
 
         try:
             self._loop.run(shutdown(), self.timeout)

@@ -11,6 +11,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from persistence._errors import InvalidArgument
+from persistence._reader import SqliteReader
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./sessions.db"
 DATABASE_URL_ENV = "SESSIONS_DATABASE_URL"
@@ -61,15 +62,19 @@ class Engines:
     """The engines of one database.
 
     On SQLite the writer is a synchronous engine (stdlib ``sqlite3``, one connection) used
-    from the writer thread; on PostgreSQL ``writer`` is ``None`` and writes use ``reader``.
+    from the writer thread, and ``sync_reader`` serves the hot reads in the calling thread;
+    on PostgreSQL both are ``None`` and everything uses ``reader``.
     """
 
     reader: AsyncEngine
     writer: Engine | None
     dialect: str
+    sync_reader: SqliteReader | None = None
 
     async def dispose(self) -> None:
         """Close every pooled connection."""
+        if self.sync_reader is not None:
+            self.sync_reader.close()
         await self.reader.dispose()
         if self.writer is not None:
             self.writer.dispose()
@@ -117,7 +122,14 @@ def create_engines(
         _configure_sqlite(writer, begin="BEGIN IMMEDIATE", **sqlite)  # type: ignore[arg-type]
         reader = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size)
         _configure_sqlite(reader.sync_engine, begin="BEGIN", **sqlite)  # type: ignore[arg-type]
-        return Engines(reader=reader, writer=writer, dialect="sqlite")
+        assert url.database is not None  # noqa: S101 - resolve_url refuses in-memory databases
+        sync_reader = SqliteReader(
+            url.database,
+            busy_timeout_ms=busy_timeout_ms,
+            uri=str(url.query.get("uri", "")).lower() in ("1", "true"),
+            pool_size=2 * pool_size,  # as many as the async engine's pool + overflow
+        )
+        return Engines(reader=reader, writer=writer, dialect="sqlite", sync_reader=sync_reader)
     engine = create_async_engine(
         url,
         pool_size=pool_size,

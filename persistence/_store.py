@@ -7,6 +7,7 @@ reader engine and never block writes (WAL on SQLite, MVCC on PostgreSQL).
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
@@ -27,7 +28,7 @@ from sqlalchemy import (
 )
 
 from persistence import _admin, _json
-from persistence._codec import decode_message
+from persistence._codec import decode_message, decode_rows
 from persistence._engine import Engines
 from persistence._errors import (
     ApprovalNotFound,
@@ -45,10 +46,12 @@ from persistence._models import (
     SessionRow,
     SessionStateRow,
 )
+from persistence._reader import SqliteReader
 from persistence._records import (
     ApprovalRecord,
     Checkpoint,
     Lease,
+    MessageRow,
     NewSession,
     SessionDocument,
     SessionSummary,
@@ -542,8 +545,19 @@ class Store:
 
     # ------------------------------------------------------------------ reads
 
+    @property
+    def sync_reader(self) -> SqliteReader | None:
+        """The calling-thread reader of the hot reads (SQLite), else ``None``."""
+        return self._engines.sync_reader
+
+    async def _off_loop(self, fn: Callable[[str], T], session_id: str) -> T:
+        """Run a :class:`SqliteReader` read on a worker thread, not on the store's loop."""
+        return await asyncio.get_running_loop().run_in_executor(None, fn, session_id)
+
     async def load(self, session_id: str) -> SessionDocument | None:
         """The whole session with its history, or ``None`` if it does not exist."""
+        if self._engines.sync_reader is not None:
+            return await self._off_loop(self._engines.sync_reader.load, session_id)
 
         def fn(connection: Connection) -> SessionDocument | None:
             with connection.begin():
@@ -568,7 +582,7 @@ class Store:
                     .where(messages.c.session_id == session_id)
                     .order_by(messages.c.seq)
                 )
-                history = [decode_message(row) for row in rows]
+                history = decode_rows(cast("Iterable[MessageRow]", rows))
             return SessionDocument(
                 session_id=session_id,
                 user_id=head[15],
@@ -584,6 +598,8 @@ class Store:
 
     async def state(self, session_id: str) -> StateRecord | None:
         """The state row of a session, without its history."""
+        if self._engines.sync_reader is not None:
+            return await self._off_loop(self._engines.sync_reader.state, session_id)
 
         def fn(connection: Connection) -> StateRecord | None:
             row = (
@@ -620,6 +636,8 @@ class Store:
 
     async def session_info(self, session_id: str) -> SessionSummary | None:
         """A session's summary, whatever its status."""
+        if self._engines.sync_reader is not None:
+            return await self._off_loop(self._engines.sync_reader.session_info, session_id)
 
         def fn(connection: Connection) -> SessionSummary | None:
             row = (

@@ -1,0 +1,279 @@
+"""The SQLite read hot path: pooled read-only ``sqlite3`` connections in the calling thread."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import sqlite3
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from actors import SessionManager
+from persistence import Checkpoint, Database, NewSession, StoreUnavailable
+from persistence._codec import decode_message, decode_rows, encode_message
+from persistence._reader import LOAD_MESSAGES, SqliteReader
+from tests.conftest import ManagerFactory, history
+
+WAIT = 5.0
+
+#: Every shape a message can take: column values, values that cannot go to their column
+#: (not strings, NUL characters, too wide), extra keys, nesting, unicode, nothing at all.
+EVERY_SHAPE: list[dict[str, Any]] = [
+    {"role": "user", "content": "hello"},
+    {
+        "role": "assistant",
+        "agent": "planner",
+        "content": "plan",
+        "timestamp": "2026-01-01T00:00:00Z",
+    },
+    {"role": "tool", "content": "x", "tool_call_id": "c1", "meta": {"n": [1, 2.5, None, True]}},
+    {"role": "user", "content": "nul \x00 inside"},
+    {"role": "r" * 65, "agent": "a" * 256, "content": "wide columns", "timestamp": "t" * 65},
+    {"role": 7, "content": None, "agent": ["not", "a", "string"], "timestamp": 1.5},
+    {"content": "ünïcødé ✓ 🎉", "extra": "a key named extra"},
+    {"role": "user"},
+    {},
+    {"role": "assistant", "content": "", "agent": "", "timestamp": ""},
+]
+
+
+@pytest.fixture
+def db(manager: SessionManager) -> Database:
+    """The store behind a manager on a fresh SQLite file."""
+    return manager.database
+
+
+def _reader(db: Database) -> SqliteReader:
+    reader = db.store.sync_reader
+    assert reader is not None
+    return reader
+
+
+def _file(db: Database) -> str:
+    return db.url.split("///", 1)[1]
+
+
+def _in_thread(fn: Any, *args: Any) -> Any:
+    """Run ``fn`` on a fresh thread (not the caller's, not the store's) and wait for it."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(fn, *args).result(WAIT)
+
+
+class TestReadYourWrites:
+    """A read sees every write acknowledged before it began, from any thread."""
+
+    def test_reads_from_other_threads_see_each_acknowledged_save_at_once(
+        self, manager: SessionManager, db: Database
+    ) -> None:
+        """Once a save returns, a load on another thread (on a pooled connection) sees it."""
+        sid = manager.create_session("copilot", {})
+        messages: list[dict[str, Any]] = []
+        for step in range(1, 21):
+            messages = [*messages, *history(2, start=len(messages))]
+            assert manager.save_session_state(sid, messages, {"step": step}, "run", step)
+            document = _in_thread(db.load, sid)
+            assert document is not None
+            assert document.history == messages
+            assert document.state.current_step == step
+            state = _in_thread(db.state, sid)
+            assert state is not None
+            assert state.message_count == len(messages)
+            info = _in_thread(db.session_info, sid)
+            assert info is not None
+            assert info.message_count == len(messages)
+
+    def test_no_snapshot_is_held_between_reads(self, manager: SessionManager, db: Database) -> None:
+        """After reads, a TRUNCATE checkpoint of the WAL completes (an open read would stop it)."""
+        sid = manager.create_session("copilot", {})
+        assert manager.save_session_state(sid, history(10), {}, "run")
+        for _ in range(3):
+            assert db.load(sid) is not None
+            assert db.state(sid) is not None
+            assert db.session_info(sid) is not None
+            assert db.load("missing") is None
+        probe = sqlite3.connect(_file(db), timeout=0.5, isolation_level=None)
+        try:
+            assert probe.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0
+            # The probe itself can fail: a snapshot held open makes the same checkpoint busy.
+            held = sqlite3.connect(_file(db), isolation_level=None)
+            try:
+                held.execute("BEGIN")
+                held.execute("SELECT count(*) FROM session_messages").fetchall()
+                assert manager.save_session_state(sid, history(12), {}, "run")
+                assert probe.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 1
+            finally:
+                held.close()
+        finally:
+            probe.close()
+
+
+class TestNeverBlocksAWriter:
+    """Reads take no write lock: they neither wait for a writer nor make one wait."""
+
+    def test_reads_answer_while_another_connection_holds_the_write_lock(
+        self, manager: SessionManager, db: Database
+    ) -> None:
+        """With the write lock held elsewhere (busy timeout 5 s), every read answers at once."""
+        sid = manager.create_session("copilot", {})
+        assert manager.save_session_state(sid, history(4), {}, "run")
+        locker = sqlite3.connect(_file(db), isolation_level=None)
+        try:
+            locker.execute("BEGIN IMMEDIATE")
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                document = pool.submit(db.load, sid).result(timeout=2.0)
+                assert pool.submit(db.state, sid).result(timeout=2.0) is not None
+                assert pool.submit(db.session_info, sid).result(timeout=2.0) is not None
+            assert document is not None
+            assert document.history == history(4)
+        finally:
+            locker.close()
+
+    def test_a_save_commits_while_a_read_is_in_progress(
+        self, manager: SessionManager, db: Database
+    ) -> None:
+        """A read transaction left open does not delay a save; the read keeps its snapshot."""
+        sid = manager.create_session("copilot", {})
+        assert manager.save_session_state(sid, history(2), {}, "run")
+        inside, release = threading.Event(), threading.Event()
+
+        def slow_read(connection: sqlite3.Connection) -> int:
+            rows = connection.execute(LOAD_MESSAGES, (sid,)).fetchall()
+            inside.set()
+            assert release.wait(WAIT)
+            return len(connection.execute(LOAD_MESSAGES, (sid,)).fetchall()) + len(rows)
+
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            reading = pool.submit(_reader(db).read, slow_read)
+            assert inside.wait(WAIT)
+            with concurrent.futures.ThreadPoolExecutor(1) as saver:
+                saved = saver.submit(manager.save_session_state, sid, history(6), {}, "run")
+                assert saved.result(timeout=2.0) is True
+            release.set()
+            assert reading.result(WAIT) == 4  # both statements saw the snapshot before the save
+        document = db.load(sid)
+        assert document is not None
+        assert document.history == history(6)
+
+    def test_reader_connections_refuse_writes(self, manager: SessionManager, db: Database) -> None:
+        """A write on a reader connection is a StoreUnavailable and changes nothing."""
+        sid = manager.create_session("copilot", {})
+
+        def write(connection: sqlite3.Connection) -> None:
+            connection.execute("DELETE FROM sessions")
+
+        with pytest.raises(StoreUnavailable, match="could not be read"):
+            _reader(db).read(write)
+        assert db.session_info(sid) is not None
+
+
+class TestClose:
+    """Closing the store closes every reader connection."""
+
+    def test_close_closes_every_reader_connection(self, make_manager: ManagerFactory) -> None:
+        """Connections opened by concurrent reads are all closed by close(); reads then fail."""
+        manager = make_manager()
+        db = manager.database
+        sid = manager.create_session("copilot", {})
+        reader = _reader(db)
+        barrier = threading.Barrier(4, timeout=WAIT)
+
+        def read_together(connection: sqlite3.Connection) -> None:
+            connection.execute(LOAD_MESSAGES, (sid,)).fetchall()
+            barrier.wait()
+
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            for future in [pool.submit(reader.read, read_together) for _ in range(4)]:
+                future.result(WAIT)
+        assert reader.open_connections == 4
+        manager.close()
+        assert db.closed
+        assert reader.open_connections == 0
+        with pytest.raises(StoreUnavailable, match="closed"):
+            db.load(sid)
+        with pytest.raises(StoreUnavailable, match="closed"):
+            reader.state(sid)
+
+    def test_a_read_in_progress_at_close_closes_its_connection_after(self, tmp_path: Path) -> None:
+        """A connection checked out when close() runs is closed when its read ends."""
+        db = Database.open(f"sqlite:///{tmp_path / 'c.db'}")
+        reader = _reader(db)
+        inside, release = threading.Event(), threading.Event()
+
+        def held(connection: sqlite3.Connection) -> int:
+            inside.set()
+            assert release.wait(WAIT)
+            return int(connection.execute("SELECT 1").fetchone()[0])
+
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            reading = pool.submit(reader.read, held)
+            assert inside.wait(WAIT)
+            db.close()
+            assert reader.open_connections == 1
+            release.set()
+            assert reading.result(WAIT) == 1
+        assert reader.open_connections == 0
+
+
+class TestRoundTrip:
+    """A load gives back exactly the messages that were saved."""
+
+    def test_every_message_shape_round_trips(
+        self, any_db_url: str, make_manager: ManagerFactory
+    ) -> None:
+        """Agent, timestamp, extra keys, NUL, wide and non-string values: equal after load."""
+        manager = make_manager(database_url=any_db_url)
+        db = manager.database
+        sid = manager.create_session("copilot", {"k": 1}, user_id="u", name="n")
+        assert manager.save_session_state(sid, EVERY_SHAPE, {"c": [1]}, "run", 3)
+        document = db.load(sid)
+        assert document is not None
+        assert document.history == EVERY_SHAPE
+        assert db.run(db.store.load(sid)) == document
+        state = manager.load_session_state(sid)
+        assert state is not None
+        assert state["conversation_history"] == EVERY_SHAPE
+
+    def test_the_fast_path_loads_what_the_engine_path_loads(self, db_url: str) -> None:
+        """Document, state and summary from SqliteReader equal the SQLAlchemy path's."""
+        db = Database.open(db_url)
+        try:
+            reader = _reader(db)
+            engines = db._engines
+            object.__setattr__(engines, "sync_reader", None)  # the async engine path from here
+            try:
+                slow = _load_everything(db)
+            finally:
+                object.__setattr__(engines, "sync_reader", reader)
+            assert slow == _load_everything(db)
+        finally:
+            db.close()
+
+    def test_decode_rows_equals_decode_message(self) -> None:
+        """The unrolled decoder gives what the per-row decoder gives, for every shape."""
+        rows = [encode_message(message, "m", None) for message in EVERY_SHAPE]
+        assert decode_rows(rows) == [decode_message(row) for row in rows] == EVERY_SHAPE
+
+
+def _load_everything(db: Database) -> Any:
+    """Create sessions in every shape once, then read them all back."""
+    if db.load("full") is None:
+        _seed(db)
+    return [(db.load(sid), db.state(sid), db.session_info(sid)) for sid in ("full", "empty", "x")]
+
+
+def _seed(db: Database) -> None:
+    now = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    for sid in ("full", "empty"):
+        new = NewSession(sid, "u", sid, "copilot", '{"a":1}', now, now + timedelta(days=1),
+                         "me", None)  # fmt: skip
+        db.run(db.store.create_session(new))
+    rows = [encode_message(message, "m", None) for message in EVERY_SHAPE]
+    checkpoint = Checkpoint(
+        session_id="full", epoch=1, expected_version=1, context_json='{"v":1}',
+        plan_json='{"p":2}', set_plan=True, phase="p", step=4, now=now + timedelta(seconds=1),
+        expires_at=now + timedelta(days=2), first_seq=0, new_messages=rows,
+    )  # fmt: skip
+    assert db.run(db.store.checkpoint(checkpoint)) == 2
