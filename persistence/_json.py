@@ -84,6 +84,32 @@ def _check(value: Any, path: str, depth: int, seen: set[int]) -> None:
     raise NotSerializable(path, f"a {type(value).__name__} is not JSON{hint}")
 
 
+def _faithful_text(value: Any) -> str | None:
+    """``value``'s JSON text if C-speed checks prove it plain JSON, else ``None``.
+
+    The encoder refuses what JSON cannot hold (NaN, infinities, cycles, unknown types,
+    ints too long for text); what it would silently change instead (tuples, non-``str``
+    keys, colliding keys) makes the text decode to something unequal to ``value``. Lone
+    surrogates survive a round trip, so the text must also be valid UTF-8; and the count of
+    brackets (in strings too) bounds the nesting depth from above. ``None`` only means
+    "not proven": :func:`check` then finds the precise fault.
+    """
+    try:
+        text = _ENCODER.encode(value)
+    except (TypeError, ValueError, RecursionError):
+        return None
+    if text.count("[") + text.count("{") > MAX_DEPTH:
+        return None
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return None
+    if _DECODER.decode(text) != value:
+        return None
+    return text
+
+
 def encode(value: Any, path: str = "$", limit: int | None = None) -> str:
     """Validate ``value`` and return its compact JSON text.
 
@@ -91,8 +117,10 @@ def encode(value: Any, path: str = "$", limit: int | None = None) -> str:
         NotSerializable: the value is not plain JSON.
         PayloadTooLarge: the text is longer than ``limit`` bytes.
     """
-    check(value, path)
-    text = _ENCODER.encode(value)
+    text = _faithful_text(value)
+    if text is None:
+        check(value, path)  # raises, naming the offending path
+        text = _ENCODER.encode(value)  # plain after all (e.g. deeply nested brackets)
     if limit is not None:
         size = len(text) if text.isascii() else len(text.encode("utf-8"))
         if size > limit:

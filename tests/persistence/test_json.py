@@ -31,6 +31,10 @@ class TestValidation:
             ({"o": object()}, "$.o"),
             ({"u": "\ud800"}, "$.u"),
             (_cyclic(), "$.a[0]"),
+            ({"k": {1: "a", "1": "b"}}, "$.k[1]"),
+            ({True: "bool key"}, "$[True]"),
+            ({"x": [{"\udfff": 1}]}, "$.x[0].\udfff"),
+            ({"deep": [[(1,)]]}, "$.deep[0][0]"),
         ],
     )
     def test_refused_with_path(self, value: Any, path: str) -> None:
@@ -46,6 +50,13 @@ class TestValidation:
             value = [value]
         with pytest.raises(NotSerializable, match="nested deeper"):
             _json.encode(value)
+
+    def test_exactly_at_the_depth_limit_is_stored(self) -> None:
+        """The limit refuses deeper nesting only, and brackets inside strings are not nesting."""
+        value: Any = "[[[{{{" * 50
+        for _ in range(_json.MAX_DEPTH):
+            value = [value]
+        assert _json.decode(_json.encode(value)) == value
 
     def test_size_limit_counts_utf8_bytes(self) -> None:
         """The limit is in bytes of the encoded JSON."""
