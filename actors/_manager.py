@@ -593,9 +593,8 @@ class SessionManager(SideTables, AsyncTwins, RuntimeAPI):
             if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
                 raise InvalidArgument(f"limit must be a positive int, not {limit!r}")
             # Past a 32-bit count a limit means "all"; the databases refuse wider values.
-            rows: list[SessionSummary] = self._store_call(
-                self._db.store.list_sessions(user_id, status, mode, min(limit, 2**31 - 1))
-            )
+            self._check_open()
+            rows = self._db.list_sessions(user_id, status, mode, min(limit, 2**31 - 1))
             return [
                 {
                     "session_id": row.session_id,

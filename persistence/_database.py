@@ -162,6 +162,19 @@ class Database:
             return reader.session_info(session_id)
         return self.run(self.store.session_info(session_id))
 
+    def list_sessions(
+        self, user_id: str | None, status: str | None, mode: str | None, limit: int
+    ) -> list[SessionSummary]:
+        """:meth:`Store.list_sessions`, blocking (most recently updated first).
+
+        Raises:
+            StoreUnavailable: the store is closed, unreadable or did not answer in time.
+        """
+        reader = self._sync_reader()
+        if reader is not None:
+            return reader.list_sessions(user_id, status, mode, limit)
+        return self.run(self.store.list_sessions(user_id, status, mode, limit))
+
     def _sync_reader(self) -> SqliteReader | None:
         if self._closed:
             raise StoreUnavailable("the session store is closed")

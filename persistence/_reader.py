@@ -15,6 +15,7 @@ async engine.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -110,6 +111,32 @@ SESSION_INFO = _sql(
     .select_from(_sessions.outerjoin(_states, _sessions.c.id == _states.c.session_id))
     .where(_sessions.c.id == _SID)
 )
+
+
+@functools.cache
+def list_sql(
+    *, by_user: bool, by_status: bool, by_mode: bool, newest_by: str
+) -> tuple[str, tuple[tuple[str, Any], ...]]:
+    """The SQL of one shape of :meth:`SqliteReader.list_sessions`.
+
+    Returns:
+        The SQL and its parameters in order, as ``(name, value)``: the value is the
+        compiled one (the dialect's own ``OFFSET 0``) or ``None`` for the caller's.
+    """
+    query = select(*_SUMMARY_COLUMNS).select_from(
+        _sessions.outerjoin(_states, _sessions.c.id == _states.c.session_id)
+    )
+    if by_user:
+        query = query.where(_sessions.c.user_id == bindparam("user_id"))
+    if by_status:
+        query = query.where(_states.c.status == bindparam("status"))
+    if by_mode:
+        query = query.where(_states.c.mode == bindparam("mode"))
+    newest = _sessions.c.created_at if newest_by == "created_at" else _states.c.updated_at
+    query = query.order_by(newest.desc(), _sessions.c.id).limit(bindparam("limit"))
+    compiled = query.compile(dialect=sqlite_dialect.dialect())
+    defaults = compiled.params
+    return str(compiled), tuple((name, defaults[name]) for name in compiled.positiontup or ())
 
 
 def _utc(value: str | None) -> datetime | None:
@@ -264,5 +291,28 @@ class SqliteReader:
         def fn(connection: sqlite3.Connection) -> SessionSummary | None:
             rows = connection.execute(SESSION_INFO, (session_id,)).fetchall()
             return _summary(rows[0]) if rows else None
+
+        return self.read(fn)
+
+    def list_sessions(
+        self,
+        user_id: str | None,
+        status: str | None,
+        mode: str | None,
+        limit: int,
+        newest_by: str = "updated_at",
+    ) -> list[SessionSummary]:
+        """Sessions matching the filters, most recently updated (or created) first."""
+        sql, order = list_sql(
+            by_user=user_id is not None,
+            by_status=status is not None,
+            by_mode=mode is not None,
+            newest_by=newest_by,
+        )
+        values = {"user_id": user_id, "status": status, "mode": mode, "limit": limit}
+        params = tuple(values.get(name, default) for name, default in order)
+
+        def fn(connection: sqlite3.Connection) -> list[SessionSummary]:
+            return [_summary(row) for row in connection.execute(sql, params).fetchall()]
 
         return self.read(fn)

@@ -550,9 +550,9 @@ class Store:
         """The calling-thread reader of the hot reads (SQLite), else ``None``."""
         return self._engines.sync_reader
 
-    async def _off_loop(self, fn: Callable[[str], T], session_id: str) -> T:
+    async def _off_loop(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a :class:`SqliteReader` read on a worker thread, not on the store's loop."""
-        return await asyncio.get_running_loop().run_in_executor(None, fn, session_id)
+        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
     async def load(self, session_id: str) -> SessionDocument | None:
         """The whole session with its history, or ``None`` if it does not exist."""
@@ -657,6 +657,10 @@ class Store:
         newest_by: str = "updated_at",
     ) -> list[SessionSummary]:
         """Sessions matching the filters, most recently updated (or created) first."""
+        if self._engines.sync_reader is not None:
+            reader = self._engines.sync_reader
+            args = (user_id, status, mode, limit, newest_by)
+            return await self._off_loop(reader.list_sessions, *args)
 
         def fn(connection: Connection) -> list[SessionSummary]:
             query = self._summary_query()

@@ -39,6 +39,16 @@ EVERY_SHAPE: list[dict[str, Any]] = [
     {"role": "assistant", "content": "", "agent": "", "timestamp": ""},
 ]
 
+#: (user_id, status, mode, limit) filters of list_sessions, each shape once.
+LIST_FILTERS = [
+    (None, None, None, 10),
+    ("u", None, None, 10),
+    (None, "active", None, 1),
+    (None, None, "copilot", 10),
+    ("u", "active", "copilot", 10),
+    ("nobody", None, None, 10),
+]
+
 
 @pytest.fixture
 def db(manager: SessionManager) -> Database:
@@ -261,7 +271,17 @@ def _load_everything(db: Database) -> Any:
     """Create sessions in every shape once, then read them all back."""
     if db.load("full") is None:
         _seed(db)
-    return [(db.load(sid), db.state(sid), db.session_info(sid)) for sid in ("full", "empty", "x")]
+    reads: list[Any] = [
+        (db.load(sid), db.state(sid), db.session_info(sid)) for sid in ("full", "empty", "x")
+    ]
+    for user_id, status, mode, limit in LIST_FILTERS:
+        reads.append(db.list_sessions(user_id, status, mode, limit))
+        for newest_by in ("updated_at", "created_at"):
+            listed = db.run(
+                db.store.list_sessions(user_id, status, mode, limit, newest_by=newest_by)
+            )
+            reads.append(listed)
+    return reads
 
 
 def _seed(db: Database) -> None:
