@@ -655,9 +655,18 @@ class TestRealProcess:
         script = Path(sys.executable).parent / "sessions"
         command = [str(script), "--database-url", db_url, "purge", "--older-than", "30d",
                    "--batch-size", "1", "--yes"]  # fmt: skip
-        process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
+        # A shell starting the suite in the background hands its children SIGINT ignored,
+        # and Python then never raises KeyboardInterrupt: give the CLI a real Ctrl-C.
+        ignored = signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+        if ignored:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            process = subprocess.Popen(
+                command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+        finally:
+            if ignored:
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
         deadline = time.monotonic() + 30
         while counts(db_path)["sessions"] == 3000 and time.monotonic() < deadline:
             time.sleep(0.02)
