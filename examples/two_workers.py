@@ -114,7 +114,7 @@ def run_worker(name: str, url: str, mine: list[str], everyone: list[str]) -> int
 
 def _demo_database() -> str:
     """Create a fresh demo database on the local server; return its URL."""
-    import asyncpg  # type: ignore[import-untyped]  # noqa: PLC0415 - only for the default
+    import asyncpg  # noqa: PLC0415 - only for the default
 
     async def recreate() -> None:
         connection = await asyncpg.connect(f"{LOCAL_SERVER}/postgres", timeout=5)

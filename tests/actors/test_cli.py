@@ -11,12 +11,12 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import structlog
 from click.testing import CliRunner, Result
-from sqlalchemy import create_engine, insert
+from sqlalchemy import Table, create_engine, insert
 
 from actors import ManualClock
 from actors import _cli_ops as cli_ops
@@ -476,7 +476,9 @@ class TestExportImport:
         assert second.stdout == first.stdout
         again = make_manager(clock=ManualClock(datetime.now(UTC)))
         assert again.load(sid) == loaded_before
-        assert again.get_approval(seeded.approval)["status"] == "pending"
+        approval = again.get_approval(seeded.approval)
+        assert approval is not None
+        assert approval["status"] == "pending"
 
     def test_into_another_database_with_awkward_messages(
         self, db_url: str, make_manager: ManagerFactory, tmp_path: Path
@@ -484,7 +486,7 @@ class TestExportImport:
         """Unicode, NUL bytes, nested extras and non-string roles survive the trip."""
         manager = make_manager(clock=ManualClock(datetime.now(UTC)))
         session_id = manager.create_session("copilot", {"model": "m", "nested": {"a": [1, 2.5]}})
-        messages = [
+        messages: list[dict[str, Any]] = [
             {"role": "user", "content": "héllo 🌍", "timestamp": "2030-01-01T00:00:00"},
             {"role": "assistant", "content": "a\x00b", "tool_calls": [{"id": 1}]},
             {"role": None, "content": {"structured": True}, "agent": "planner"},
@@ -689,12 +691,12 @@ def _bulk_finished_sessions(db_path: Path, count: int) -> None:
     rows = [f"bulk-{index:05d}" for index in range(count)]
     with engine.begin() as connection:
         connection.execute(
-            insert(SessionRow.__table__),
+            insert(cast("Table", SessionRow.__table__)),
             [{"id": i, "user_id": "u", "name": i, "created_at": PAST, "last_active_at": PAST,
               "status": "completed", "meta": "{}", "resource_limits": None} for i in rows],
         )  # fmt: skip
         connection.execute(
-            insert(SessionStateRow.__table__),
+            insert(cast("Table", SessionStateRow.__table__)),
             [{"session_id": i, "mode": "task", "context_variables": "{}", "plan_data": None,
               "current_phase": "done", "current_step": None, "status": "completed",
               "created_at": PAST, "updated_at": PAST, "expires_at": None, "version": 2,
@@ -702,7 +704,7 @@ def _bulk_finished_sessions(db_path: Path, count: int) -> None:
              for i in rows],
         )  # fmt: skip
         connection.execute(
-            insert(SessionMessageRow.__table__),
+            insert(cast("Table", SessionMessageRow.__table__)),
             [{"session_id": i, "seq": seq, "role": "user", "agent": None, "content": "x",
               "timestamp": None, "extra": None} for i in rows for seq in (0, 1)],
         )  # fmt: skip

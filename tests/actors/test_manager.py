@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
@@ -156,7 +157,7 @@ class TestBadInput:
         session_id = manager.create_session("copilot", {})
         manager.checkpoint(session_id, history(2), {"a": 1}, "p", 1)
         before = manager.load(session_id)
-        cases = [
+        cases: list[tuple[Any, dict[str, Any], str]] = [
             (history(4), {"when": time}, "p"),
             ([*history(2), {"role": "user", "content": b"bytes"}], {}, "p"),
             ([*history(2), "not a dict"], {}, "p"),

@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 from structlog.testing import capture_logs
 
 from actors import ManualClock, SessionManager, SessionOwnedElsewhere
-from persistence import Database
+from persistence import Database, StateRecord
 from tests.conftest import ManagerFactory, history
 
 LEASE = timedelta(seconds=30)
@@ -30,6 +30,12 @@ def _renew(manager: SessionManager) -> int:
     """One renewal pass of the manager's supervisor (what its ticker does every ttl/3)."""
     renewed: int = manager._supervisor.renew_leases().get(timeout=TIMEOUT)
     return renewed
+
+
+def _state(database: Database, session_id: str) -> StateRecord:
+    state = database.run(database.store.state(session_id))
+    assert state is not None, session_id
+    return state
 
 
 @pytest.fixture
@@ -174,13 +180,15 @@ class TestStoreRenewal:
             held, orphan = a.create_session("c", {}), a.create_session("c", {})
             epoch = a.live(held).epoch
             store = database.store
-            before = {sid: database.run(store.state(sid)) for sid in (held, orphan)}
-            later = before[held].lease_expires_at + timedelta(minutes=1)  # type: ignore[union-attr,operator]
+            before = {sid: _state(database, sid) for sid in (held, orphan)}
+            held_until = before[held].lease_expires_at
+            assert held_until is not None
+            later = held_until + timedelta(minutes=1)
             lost = database.run(store.renew_leases("a", later, {held: epoch}))
             assert lost == set()
-            assert database.run(store.state(held)).lease_expires_at == later  # type: ignore[union-attr]
-            orphan_after = database.run(store.state(orphan))
-            assert orphan_after.lease_expires_at == before[orphan].lease_expires_at  # type: ignore[union-attr]
+            assert _state(database, held).lease_expires_at == later
+            orphan_after = _state(database, orphan)
+            assert orphan_after.lease_expires_at == before[orphan].lease_expires_at
             assert database.run(store.renew_leases("a", later, {held: epoch + 1})) == {held}
 
 

@@ -75,7 +75,9 @@ class TestHistory:
     def test_tail_and_whole(self, db: Database) -> None:
         """The last N messages with their seq, oldest first; None for an unknown session."""
         make_session(db, "s1", messages=5)
-        assert [seq for seq, _ in db.run(db.store.history("s1", 2))] == [3, 4]
+        tail = db.run(db.store.history("s1", 2))
+        assert tail is not None
+        assert [seq for seq, _ in tail] == [3, 4]
         whole = db.run(db.store.history("s1"))
         assert whole is not None
         assert [m["content"] for _, m in whole] == [f"m{i}" for i in range(5)]
@@ -176,6 +178,7 @@ class TestExportImport:
         """Every kind of bad document is refused with its JSON path before any write."""
         make_session(db, "s1", messages=3)
         document = db.run(db.store.export_session("s1"))
+        assert document is not None
         document["session"]["id"] = "s2"
         change(document)
         with pytest.raises(

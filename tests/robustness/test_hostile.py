@@ -385,7 +385,10 @@ class TestApprovals:
             hostile_manager.request_approval(session, "plan", {"x": float("nan")})
         with pytest.raises(InvalidArgument):
             hostile_manager.request_approval(session, "t" * 65, {})
-        for timeout in (float("nan"), float("inf"), -1, 0, 10**400, 1e300, dt.timedelta.max, "5"):
+        timeouts: tuple[Any, ...] = (
+            float("nan"), float("inf"), -1, 0, 10**400, 1e300, dt.timedelta.max, "5"
+        )  # fmt: skip
+        for timeout in timeouts:
             with pytest.raises(InvalidArgument):
                 hostile_manager.request_approval(session, "plan", {}, timeout=timeout)
         assert hostile_manager.list_pending_approvals(session) == []

@@ -195,5 +195,5 @@ SessionsMachine.TestCase.settings = settings(
 )
 
 
-class TestSessionsMachine(SessionsMachine.TestCase):  # type: ignore[name-defined,misc]
+class TestSessionsMachine(SessionsMachine.TestCase):  # type: ignore[valid-type,misc]
     """Random operation sequences never make the manager diverge from the model."""

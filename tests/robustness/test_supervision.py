@@ -67,7 +67,7 @@ class TestRestart:
         The typed API raises the actor's error; the seed façade returns False (and logs it).
         """
         session_id = _saved_session(supervised)
-        real = actors._session.sample_positions
+        real = actors._session.sample_positions  # type: ignore[attr-defined]  # the name patched below
         calls = {"n": 0}
 
         def fail_once(count: int) -> list[int]:
