@@ -8,7 +8,6 @@ reader engine and never block writes (WAL on SQLite, MVCC on PostgreSQL).
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
@@ -343,12 +342,7 @@ class Store:
             SessionNotFound, SessionOwnedElsewhere, InvalidTransition, StaleSession: as
                 :meth:`checkpoint`.
         """
-        future = self._writer.submit_threadsafe(self._checkpoint_op(cp))
-        try:
-            return future.result(timeout)
-        except concurrent.futures.TimeoutError:
-            future.cancel()
-            raise StoreUnavailable("the session store did not answer in time") from None
+        return self._writer.call_threadsafe(self._checkpoint_op(cp), timeout)
 
     async def transition(  # noqa: PLR0917
         self,

@@ -106,6 +106,14 @@ def _settle(batch: list[_Item], outcomes: list[_Outcome]) -> None:
             future.set_exception(value)
 
 
+def _wait(future: concurrent.futures.Future[T], timeout: float) -> T:
+    try:
+        return future.result(timeout)
+    except concurrent.futures.TimeoutError:
+        future.cancel()  # dropped if its transaction has not started yet
+        raise StoreUnavailable("the session store did not answer in time") from None
+
+
 def _refusal(exc: BaseException) -> StoreUnavailable:
     error = StoreUnavailable(f"the database refused the write: {exc}")
     error.__cause__ = exc
@@ -154,6 +162,8 @@ class GroupCommitWriter:
         self._thread: threading.Thread | None = None
         self._thread_done: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._connection: Connection | None = None
+        # Its DBAPI connection, valid while _connection is set (a failure drops both).
+        self._driver: sqlite3.Connection | None = None
         # The PostgreSQL writer task on the store's loop.
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: asyncio.Queue[tuple[WriteOp, asyncio.Future[Any]] | None] | None = None
@@ -194,6 +204,38 @@ class GroupCommitWriter:
             return asyncio.run_coroutine_threadsafe(self.submit(op), self._loop)
         return self._enqueue(op, inline=True)
 
+    def call_threadsafe(self, op: Callable[[Connection], T], timeout: float) -> T:
+        """Run ``op`` as :meth:`submit_threadsafe` would and return its result once committed.
+
+        A caller that finds the SQLite writer idle commits in its own thread and gets the
+        outcome directly: no future, so no lock or condition is created or signalled.
+
+        Raises:
+            StoreUnavailable: the store is closed, refused the write, or did not commit
+                within ``timeout`` seconds (then it may still commit later).
+            Exception: the operation's own (domain) error.
+        """
+        if self._sync_engine is None:
+            return _wait(self.submit_threadsafe(op), timeout)
+        with self._lock:
+            if self._closed:
+                raise StoreUnavailable("the session store is closed")
+            if not (self._inbox.empty() and self._connection_lock.acquire(blocking=False)):
+                future: concurrent.futures.Future[T] = concurrent.futures.Future()
+                self._inbox.put((op, future))
+                inline = False
+            else:
+                inline = True
+        if not inline:
+            return _wait(future, timeout)
+        try:
+            ((ok, value),) = self._commit_locked([op])
+        finally:
+            self._connection_lock.release()
+        if ok:
+            return cast("T", value)
+        raise value
+
     def _enqueue(
         self, op: Callable[[Connection], T], *, inline: bool
     ) -> concurrent.futures.Future[T]:
@@ -210,7 +252,7 @@ class GroupCommitWriter:
             batch: list[_Item] = [(op, future)]
             try:
                 future.set_running_or_notify_cancel()
-                outcomes = self._commit_locked(batch)
+                outcomes = self._commit_locked([op])
             finally:
                 self._connection_lock.release()
             _settle(batch, outcomes)
@@ -257,6 +299,7 @@ class GroupCommitWriter:
     def _drop_connection(self) -> None:
         """Close the writer's connection (after a failure: the next batch opens a new one)."""
         connection, self._connection = self._connection, None
+        self._driver = None
         if connection is not None:
             try:
                 connection.close()
@@ -276,7 +319,7 @@ class GroupCommitWriter:
                 batch, stopping = self._gather(item)
                 # A caller that gave up (timeout, cancelled task) before we began is dropped.
                 live = [entry for entry in batch if entry[1].set_running_or_notify_cancel()]
-                outcomes = self._commit_locked(live) if live else []
+                outcomes = self._commit_locked([op for op, _ in live]) if live else []
             _settle(live, outcomes)
 
     def _gather(self, first: _Item) -> tuple[list[_Item], bool]:
@@ -292,8 +335,8 @@ class GroupCommitWriter:
             batch.append(more)
         return batch, False
 
-    def _commit_locked(self, batch: list[_Item]) -> list[_Outcome]:
-        """Run ``batch`` in one transaction (the caller holds the connection lock).
+    def _commit_locked(self, ops: list[WriteOp]) -> list[_Outcome]:
+        """Run ``ops`` in one transaction (the caller holds the connection lock).
 
         Returns the outcomes for :func:`_settle`, which the caller runs after releasing the
         lock, so that an acknowledged caller finds the writer idle again.
@@ -303,32 +346,33 @@ class GroupCommitWriter:
         try:
             # One connection for the writer's life: a pool checkout per batch costs more
             # than the checkpoint itself.
-            if self._connection is None:
-                self._connection = self._sync_engine.connect()
-            connection = self._connection
-            ops = [op for op, _ in batch]
+            connection, driver = self._connection, self._driver
+            if connection is None or driver is None:
+                connection = self._connection = self._sync_engine.connect()
+                driver = cast("sqlite3.Connection", connection.connection.driver_connection)
+                self._driver = driver
             if all(isinstance(op, DualOp) for op in ops):
-                outcomes = self._commit_bare(connection, cast("list[DualOp]", ops))
+                outcomes = self._commit_bare(driver, cast("list[DualOp]", ops))
             else:
                 with connection.begin():
                     outcomes = _apply(connection, ops)
         except Exception as exc:  # noqa: BLE001 - every database failure fails the batch
             self._drop_connection()
             self.stats.failed_batches += 1
-            log.warning("store.batch_failed", size=len(batch), error=repr(exc))
-            return [(False, _refusal(exc)) for _ in batch]
-        self.stats.committed(len(batch), time.perf_counter() - started)
+            log.warning("store.batch_failed", size=len(ops), error=repr(exc))
+            return [(False, _refusal(exc)) for _ in ops]
+        self.stats.committed(len(ops), time.perf_counter() - started)
         return outcomes
 
     @staticmethod
-    def _commit_bare(connection: Connection, ops: list[DualOp]) -> list[_Outcome]:
+    def _commit_bare(driver: sqlite3.Connection, ops: list[DualOp]) -> list[_Outcome]:
         """Run ``ops`` in one transaction opened and committed on the ``sqlite3`` connection.
 
-        SQLAlchemy's ``connection`` is idle meanwhile (no transaction of its own), so the
-        other path finds it as it left it. On any failure the transaction is rolled back
-        and the error propagates (the caller fails the batch and drops the connection).
+        SQLAlchemy's connection (``driver``'s owner) is idle meanwhile (no transaction of
+        its own), so the other path finds it as it left it. On any failure the transaction
+        is rolled back and the error propagates (the caller fails the batch and drops the
+        connection).
         """
-        driver = cast("sqlite3.Connection", connection.connection.driver_connection)
         driver.execute("BEGIN IMMEDIATE")
         try:
             outcomes = _apply_sqlite(driver, ops)

@@ -191,6 +191,113 @@ class TestAcknowledgement:
         assert threads == [threading.current_thread().name]
 
 
+class TestCallThreadsafe:
+    """``call_threadsafe``: the blocking call session actors use, with or without a future."""
+
+    def test_idle_writer_runs_the_call_in_the_callers_thread(self, db: Database) -> None:
+        """Idle: committed in the caller's thread, outcome returned (or raised) directly."""
+        _create(db, "a")
+        order: list[str] = []
+        _trace_commits(db.store.writer, order)
+        threads: list[str] = []
+
+        def op(connection: Connection) -> int:
+            threads.append(threading.current_thread().name)
+            return db.store._checkpoint_op(_checkpoint("a", 1, 0, 1))(connection)
+
+        assert db.store.writer.call_threadsafe(op, WAIT) == 2
+        assert order == ["commit"]  # committed before the call returned
+        assert threads == [threading.current_thread().name]
+        with pytest.raises(StaleSession):
+            db.store.checkpoint_blocking(_checkpoint("a", 1, 1, 1), WAIT)
+        assert (_version(db, "a"), _messages(db, "a")) == (2, 1)
+
+    def test_calls_from_many_threads_each_get_their_own_outcome(self, db: Database) -> None:
+        """Each concurrent caller gets its own outcome, whichever path it took.
+
+        Eight threads, inline and queued calls mixed: every caller gets its own new version
+        back after its commit, and only its stale retry gets StaleSession.
+        """
+        names = [f"s{i}" for i in range(8)]
+        for name in names:
+            _create(db, name)
+        rounds = 15
+        barrier = threading.Barrier(len(names) + 1)
+
+        def run(name: str) -> list[object]:
+            barrier.wait(WAIT)
+            got: list[object] = []
+            for version in range(1, rounds + 1):
+                got.append(
+                    db.store.checkpoint_blocking(_checkpoint(name, version, version - 1, 1), WAIT)
+                )
+                try:
+                    db.store.checkpoint_blocking(_checkpoint(name, version, version, 1), WAIT)
+                except StaleSession:
+                    got.append("stale")
+            return got
+
+        with concurrent.futures.ThreadPoolExecutor(len(names)) as pool:
+            results = [pool.submit(run, name) for name in names]
+            barrier.wait(WAIT)
+            outcomes = [future.result(WAIT * 3) for future in results]
+        expected = [item for v in range(2, rounds + 2) for item in (v, "stale")]
+        assert outcomes == [expected] * len(names)
+        assert [_messages(db, name) for name in names] == [rounds] * len(names)
+
+    def test_a_queued_call_waits_for_its_commit_and_shares_a_failed_batch(
+        self, db: Database
+    ) -> None:
+        """A queued call returns only after its batch ran, and fails with it.
+
+        A database error in that batch fails every call in it with StoreUnavailable.
+        """
+        writer = db.store.writer
+        for name in ("x", "y"):
+            _create(db, name)
+        gate, held = _hold_writer(writer)
+
+        def broken(driver: sqlite3.Connection) -> None:
+            driver.execute("INSERT INTO no_such_table VALUES (1)")
+
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            x = pool.submit(
+                writer.call_threadsafe, db.store._checkpoint_op(_checkpoint("x", 1, 0, 2)), WAIT
+            )
+            bad = pool.submit(writer.call_threadsafe, DualOp(lambda _c: None, broken), WAIT)
+            while writer.pending < 2:
+                threading.Event().wait(0.001)
+            assert not x.done()
+            gate.release.set()
+            with pytest.raises(StoreUnavailable, match="refused the write"):
+                x.result(WAIT)
+            with pytest.raises(StoreUnavailable, match="refused the write"):
+                bad.result(WAIT)
+        held.result(WAIT)
+        assert (_version(db, "x"), _messages(db, "x")) == (1, 0)
+        assert writer.call_threadsafe(db.store._checkpoint_op(_checkpoint("y", 1, 0, 2)), WAIT) == 2
+
+    def test_a_call_that_times_out_in_the_queue_is_dropped(self, db: Database) -> None:
+        """Timed out before its transaction began: StoreUnavailable, and it never runs."""
+        writer = db.store.writer
+        _create(db, "a")
+        gate, held = _hold_writer(writer)
+        with pytest.raises(StoreUnavailable, match="in time"):
+            writer.call_threadsafe(db.store._checkpoint_op(_checkpoint("a", 1, 0, 2)), 0.05)
+        gate.release.set()
+        held.result(WAIT)
+        writer.call_threadsafe(lambda _c: None, WAIT)  # the queue has been worked off
+        assert (_version(db, "a"), _messages(db, "a")) == (1, 0)
+
+    def test_a_closed_writer_refuses_the_call(self, db: Database) -> None:
+        """After close: StoreUnavailable, nothing runs."""
+        _create(db, "a")
+        writer = db.store.writer
+        db.close()
+        with pytest.raises(StoreUnavailable, match="closed"):
+            writer.call_threadsafe(db.store._checkpoint_op(_checkpoint("a", 1, 0, 2)), WAIT)
+
+
 class TestFailedBatch:
     """A failed transaction fails every checkpoint in it, and no other."""
 
