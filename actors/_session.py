@@ -8,6 +8,7 @@ import pykka
 import structlog
 
 from actors._documents import state_dict
+from actors._mailbox import QuickActor
 from actors._messages import ActorGone, Describe, LiveState, Passivate, Save, Transition, Warm
 from actors._runtime import DiscardRuntime, RunInActor, RuntimeSlot, UseRuntime
 from persistence import (
@@ -41,7 +42,7 @@ TRANSITIONS: dict[str, tuple[tuple[str, ...], str, bool, str]] = {
 }
 
 
-class SessionActor(pykka.ThreadingActor):
+class SessionActor(QuickActor):
     """Owns one live session: its status, version, lease epoch, context and phase.
 
     Every change to the session is a message to this actor, handled one at a time, and

@@ -12,6 +12,7 @@ import pykka
 import structlog
 
 from actors._errors import SessionFailed
+from actors._mailbox import QuickActor
 from actors._messages import Passivate, Warm
 from actors._session import SessionActor
 from actors._settings import Settings
@@ -50,7 +51,7 @@ class _Failures:
     restart_at: datetime | None = None
 
 
-class SessionSupervisor(pykka.ThreadingActor):
+class SessionSupervisor(QuickActor):
     """Spawns, rehydrates, passivates, reaps and restarts session actors.
 
     Call it through its proxy. Session actors only ever *tell* it (never wait on it), and

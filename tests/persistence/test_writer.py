@@ -255,7 +255,10 @@ class TestCallThreadsafe:
         writer = db.store.writer
         for name in ("x", "y"):
             _create(db, name)
-        gate, held = _hold_writer(writer)
+        # Held in the writer's own thread, so that the calls stay countable in its queue.
+        gate = _Gate()
+        held = writer._enqueue(gate, inline=False)
+        assert gate.entered.wait(WAIT)
 
         def broken(driver: sqlite3.Connection) -> None:
             driver.execute("INSERT INTO no_such_table VALUES (1)")

@@ -1,0 +1,131 @@
+"""QuickActor and ReplyFuture: the cheaper ask keeps pykka's ThreadingFuture contract."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import queue
+import threading
+from typing import Any
+
+import pykka
+import pytest
+
+from actors._mailbox import QuickActor, ReplyFuture
+
+WAIT = 10.0
+
+
+class _Echo(QuickActor):
+    def __init__(self, gate: threading.Event | None = None) -> None:
+        super().__init__()
+        self._gate = gate
+
+    def on_receive(self, message: Any) -> Any:
+        if self._gate is not None:
+            assert self._gate.wait(WAIT)
+        if isinstance(message, Exception):
+            raise message
+        return message
+
+
+class TestReplyFuture:
+    """One lock per future, the semantics of pykka's ThreadingFuture."""
+
+    def test_every_waiter_in_every_thread_gets_the_value(self) -> None:
+        """Set once, every get() returns it: waiters already blocked and later callers."""
+        future: ReplyFuture[int] = ReplyFuture()
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            waiters = [pool.submit(future.get, timeout=WAIT) for _ in range(8)]
+            future.set(42)
+            assert [w.result(WAIT) for w in waiters] == [42] * 8
+        assert future.get() == 42
+        assert future.get(timeout=0) == 42
+
+    def test_timeout_then_late_value(self) -> None:
+        """An unset future times out with pykka.Timeout; a later set still resolves it."""
+        future: ReplyFuture[str] = ReplyFuture()
+        with pytest.raises(pykka.Timeout):
+            future.get(timeout=0.01)
+        with pytest.raises(pykka.Timeout):
+            future.get(timeout=0)
+        future.set("late")
+        assert future.get(timeout=0) == "late"
+
+    def test_resolved_only_once(self) -> None:
+        """A second set, set_exception or get hook raises queue.Full (as ThreadingFuture)."""
+        future: ReplyFuture[int] = ReplyFuture()
+        future.set(1)
+        with pytest.raises(queue.Full):
+            future.set(2)
+        with pytest.raises(queue.Full):
+            future.set_exception((ValueError, ValueError("x"), None))
+        with pytest.raises(queue.Full):
+            future.set_get_hook(lambda _timeout: 3)
+        assert future.get() == 1
+
+    def test_exception_is_raised_to_every_getter(self) -> None:
+        """set_exception() (from an except block) makes get() raise that exception."""
+        future: ReplyFuture[int] = ReplyFuture()
+
+        def fail() -> None:
+            raise KeyError("gone")
+
+        try:
+            fail()
+        except KeyError:
+            future.set_exception()
+        for _ in range(2):
+            with pytest.raises(KeyError, match="gone"):
+                future.get()
+
+    def test_map_join_and_await_work(self) -> None:
+        """Future combinators (built on get hooks) and ``await`` behave as in pykka."""
+        a: ReplyFuture[int] = ReplyFuture()
+        b: ReplyFuture[int] = ReplyFuture()
+        doubled = a.map(lambda v: v * 2)
+        joined = a.join(b)
+        a.set(2)
+        b.set(5)
+        assert doubled.get(timeout=WAIT) == 4
+        assert joined.get(timeout=WAIT) == [2, 5]
+        assert pykka.get_all([a, b], timeout=WAIT) == [2, 5]
+
+        async def wait() -> int:
+            return await a
+
+        assert asyncio.run(wait()) == 2
+
+
+class TestQuickActor:
+    """Asks through the SimpleQueue inbox: one answer per caller, dead letters refused."""
+
+    def test_concurrent_asks_each_get_their_own_answer(self) -> None:
+        """Eight threads asking at once each get back exactly what they sent."""
+        ref = _Echo.start()
+        try:
+            with concurrent.futures.ThreadPoolExecutor(8) as pool:
+                answers = [
+                    pool.submit(lambda t: [ref.ask((t, i), timeout=WAIT) for i in range(200)], t)
+                    for t in range(8)
+                ]
+                for t, answer in enumerate(answers):
+                    assert answer.result(WAIT) == [(t, i) for i in range(200)]
+            with pytest.raises(LookupError, match="boom"):
+                ref.ask(LookupError("boom"), timeout=WAIT)
+            assert ref.ask("still alive", timeout=WAIT) == "still alive"
+        finally:
+            ref.stop()
+
+    def test_asks_queued_behind_a_stop_fail_with_actor_dead(self) -> None:
+        """Messages still in the inbox when the actor stops get ActorDeadError, not a hang."""
+        gate = threading.Event()
+        ref = _Echo.start(gate)
+        first = ref.ask("first", block=False)
+        stopped = ref.stop(block=False)
+        queued = ref.ask("queued", block=False)
+        gate.set()
+        assert first.get(timeout=WAIT) == "first"
+        stopped.get(timeout=WAIT)
+        with pytest.raises(pykka.ActorDeadError):
+            queued.get(timeout=WAIT)
