@@ -20,9 +20,8 @@ _COLUMNS = ("role", "agent", "content", "timestamp")
 _WIDTHS = (64, 255, None, 64)
 
 
-def _fits(slot: int, value: str) -> bool:
-    width = _WIDTHS[slot]
-    return width is None or len(value) <= width
+#: Column slot by key; a dict lookup, since every key of every message passes here.
+_SLOTS = {key: slot for slot, key in enumerate(_COLUMNS)}
 
 
 def encode_message(message: Any, path: str, limit: int | None) -> MessageRow:
@@ -38,18 +37,25 @@ def encode_message(message: Any, path: str, limit: int | None) -> MessageRow:
     extra: dict[str, Any] | None = None
     size = 0
     for key, value in message.items():
-        try:
-            slot = _COLUMNS.index(key)
-        except ValueError:
-            slot = -1
-        if slot >= 0 and isinstance(value, str) and "\x00" not in value and _fits(slot, value):
-            _json.check(value, f"{path}.{key}")
-            columns[slot] = value
-            size += len(value) if value.isascii() else len(value.encode("utf-8"))
-        else:
-            if extra is None:
-                extra = {}
-            extra[key] = value
+        slot = _SLOTS.get(key) if isinstance(key, str) else None
+        if slot is not None and isinstance(value, str) and "\x00" not in value:
+            width = _WIDTHS[slot]
+            if width is None or len(value) <= width:
+                # ASCII text is valid and one byte a character; otherwise encoding it both
+                # sizes it and refuses lone surrogates.
+                if value.isascii():
+                    size += len(value)
+                else:
+                    try:
+                        size += len(value.encode("utf-8"))
+                    except UnicodeEncodeError:
+                        _json.check(value, f"{path}.{key}")  # raises, naming the fault
+                        raise
+                columns[slot] = value
+                continue
+        if extra is None:
+            extra = {}
+        extra[key] = value
     extra_json = None
     if extra is not None:
         extra_json = _json.encode(extra, path, None)

@@ -99,6 +99,25 @@ class TestMessageCodec:
         with pytest.raises(NotSerializable, match="must be a dict"):
             encode_message(["role", "user"], "history[3]", None)
 
+    def test_lone_surrogate_in_a_column_is_refused_by_path(self) -> None:
+        """A column string that is not valid UTF-8 is refused, naming its key."""
+        with pytest.raises(NotSerializable, match=r"history\[2\]\.content.*invalid unicode"):
+            encode_message({"role": "user", "content": "ok \ud800"}, "history[2]", None)
+
+    def test_column_sizes_count_utf8_bytes(self) -> None:
+        """The limit counts a column's UTF-8 bytes, not its characters."""
+        message = {"content": "é" * 10}  # 20 bytes
+        assert encode_message(message, "history[0]", 20)[2] == "é" * 10
+        with pytest.raises(PayloadTooLarge):
+            encode_message(message, "history[0]", 19)
+
+    def test_too_wide_or_non_string_values_go_to_extra(self) -> None:
+        """Values a column cannot hold (too wide, NUL, not str) round-trip through extra."""
+        message = {"role": "r" * 65, "agent": "a\x00", "timestamp": 5, "content": "c"}
+        row = encode_message(message, "$", None)
+        assert row[:4] == (None, None, "c", None)
+        assert decode_message(row) == message
+
     def test_oversized_message_is_refused(self) -> None:
         """max_message_bytes applies to the whole message."""
         with pytest.raises(PayloadTooLarge):
