@@ -234,8 +234,8 @@ class SessionActor(QuickActor):
     def _is_append(self, history: list[Any], known: int) -> bool:
         if len(history) < known:
             return False
-        samples = self._samples
-        return all(history[position] == samples.get(position) for position in samples)
+        # Every sampled position is below ``known``, so inside ``history``.
+        return all(history[position] == sample for position, sample in self._samples.items())
 
     def _resample(
         self, history: list[Any], first: int, rows: list[MessageRow]

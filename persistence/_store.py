@@ -109,12 +109,14 @@ def sample_positions(count: int) -> list[int]:
     """
     if count <= 0:
         return []
-    positions = {0, count - 1}
+    positions = [0]
     power = 1
     while power < count:
-        positions.add(power)
+        positions.append(power)
         power *= 2
-    return sorted(positions)
+    if positions[-1] != count - 1:  # built in order: no set, no sort
+        positions.append(count - 1)
+    return positions
 
 
 class Store:
