@@ -29,6 +29,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from persistence._errors import SessionSupervisorError, StoreUnavailable
+from persistence._walcheckpoint import FALLBACK_PAGES, WalCheckpointer
 
 T = TypeVar("T")
 WriteOp = Callable[[Connection], Any]
@@ -164,6 +165,7 @@ class GroupCommitWriter:
         self._connection: Connection | None = None
         # Its DBAPI connection, valid while _connection is set (a failure drops both).
         self._driver: sqlite3.Connection | None = None
+        self._checkpointer = None if sync_engine is None else WalCheckpointer(sync_engine)
         # The PostgreSQL writer task on the store's loop.
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: asyncio.Queue[tuple[WriteOp, asyncio.Future[Any]] | None] | None = None
@@ -183,6 +185,8 @@ class GroupCommitWriter:
                 target=self._thread_main, name="session-store-writer", daemon=True
             )
             self._thread.start()
+            if self._checkpointer is not None:
+                self._checkpointer.start()
             return
         self._loop = asyncio.get_running_loop()
         self._queue = asyncio.Queue()
@@ -280,6 +284,8 @@ class GroupCommitWriter:
                 # Waits without a helper thread (an executor's would outlive close()).
                 await asyncio.wrap_future(self._thread_done)
                 self._thread.join()
+            if self._checkpointer is not None:
+                self._checkpointer.close()
             return
         if self._queue is not None:
             self._queue.put_nowait(None)
@@ -350,6 +356,7 @@ class GroupCommitWriter:
             if connection is None or driver is None:
                 connection = self._connection = self._sync_engine.connect()
                 driver = cast("sqlite3.Connection", connection.connection.driver_connection)
+                driver.execute(f"PRAGMA wal_autocheckpoint={FALLBACK_PAGES}")
                 self._driver = driver
             if all(isinstance(op, DualOp) for op in ops):
                 outcomes = self._commit_bare(driver, cast("list[DualOp]", ops))
@@ -362,6 +369,8 @@ class GroupCommitWriter:
             log.warning("store.batch_failed", size=len(ops), error=repr(exc))
             return [(False, _refusal(exc)) for _ in ops]
         self.stats.committed(len(ops), time.perf_counter() - started)
+        if self._checkpointer is not None:
+            self._checkpointer.committed(len(ops))
         return outcomes
 
     @staticmethod

@@ -28,6 +28,7 @@ from persistence import (
     encode_message,
 )
 from persistence._statements import sqlite_datetime
+from persistence._walcheckpoint import CHECKPOINT_EVERY, FALLBACK_PAGES
 from persistence._writer import DualOp, GroupCommitWriter
 
 WAIT = 10.0
@@ -382,6 +383,72 @@ class TestFailedBatch:
             bad.result(WAIT)
         assert (_version(db, "stale"), _messages(db, "stale")) == (1, 0)
         assert _messages(db, "ok") == 2
+
+
+class TestWalCheckpoints:
+    """WAL checkpoints run in the checkpointer's thread, not inside a caller's COMMIT."""
+
+    @staticmethod
+    def _commit_many(db: Database, session_id: str, count: int) -> None:
+        _create(db, session_id)
+        for version in range(1, count + 1):
+            cp = _checkpoint(session_id, version, version - 1, 1)
+            assert db.store.checkpoint_blocking(cp, WAIT) == version + 1
+
+    @staticmethod
+    def _wait_for(predicate: Any) -> None:
+        for _ in range(int(WAIT / 0.01)):
+            if predicate():
+                return
+            threading.Event().wait(0.01)
+        raise AssertionError("timed out")
+
+    def test_checkpoints_run_in_the_background_after_enough_commits(self, db: Database) -> None:
+        """The writer's own automatic checkpoint is only a fallback; the thread checkpoints."""
+        writer = db.store.writer
+        checkpointer = writer._checkpointer
+        assert checkpointer is not None
+        autocheckpoint = writer.call_threadsafe(
+            lambda c: c.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar(), WAIT
+        )
+        assert autocheckpoint == FALLBACK_PAGES
+        self._commit_many(db, "a", CHECKPOINT_EVERY + 1)
+        self._wait_for(lambda: checkpointer.checkpoints >= 1)
+        assert (_version(db, "a"), _messages(db, "a")) == (
+            CHECKPOINT_EVERY + 2,
+            CHECKPOINT_EVERY + 1,
+        )
+
+    def test_a_failing_checkpoint_fails_no_write(
+        self, db: Database, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A checkpointer that cannot work (full disk ...) fails no write, then retries."""
+        checkpointer = db.store.writer._checkpointer
+        assert checkpointer is not None
+        attempts: list[int] = []
+
+        def refuse() -> sqlite3.Connection:
+            attempts.append(1)
+            raise sqlite3.OperationalError("database or disk is full")
+
+        monkeypatch.setattr(checkpointer, "_connect", refuse)
+        self._commit_many(db, "a", 2 * CHECKPOINT_EVERY)
+        self._wait_for(lambda: len(attempts) >= 1)
+        assert checkpointer.checkpoints == 0
+        assert _messages(db, "a") == 2 * CHECKPOINT_EVERY
+        monkeypatch.undo()
+        self._commit_many(db, "b", CHECKPOINT_EVERY)
+        self._wait_for(lambda: checkpointer.checkpoints >= 1)
+
+    def test_close_stops_the_thread(self, db: Database) -> None:
+        """close() ends the checkpointer's thread (it holds a connection to the file)."""
+        checkpointer = db.store.writer._checkpointer
+        assert checkpointer is not None
+        thread = checkpointer._thread
+        assert thread is not None
+        assert thread.is_alive()
+        db.close()
+        assert not thread.is_alive()
 
 
 class TestClose:
