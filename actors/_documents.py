@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from persistence import SessionDocument, _json
+from persistence import SessionDocument, SessionSummary, _json
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
 
 
 def state_dict(document: SessionDocument) -> dict[str, Any]:
@@ -29,4 +34,39 @@ def state_dict(document: SessionDocument) -> dict[str, Any]:
         "user_id": document.user_id,
         "name": document.name,
         "message_count": state.message_count,
+    }
+
+
+def info_dict(summary: SessionSummary) -> dict[str, Any]:
+    """A session's summary as the seed's ``get_session_info`` dict (+ extra keys)."""
+    return {
+        "session_id": summary.session_id,
+        "name": summary.name,
+        "user_id": summary.user_id,
+        "mode": summary.mode,
+        "status": summary.status,
+        "current_phase": summary.current_phase,
+        "current_step": summary.current_step,
+        "created_at": _iso(summary.created_at),
+        "updated_at": _iso(summary.updated_at),
+        "config": summary.config,
+        "version": summary.version,
+        "message_count": summary.message_count,
+        "owner": summary.owner,
+        "lease_expires_at": _iso(summary.lease_expires_at),
+        "last_active_at": _iso(summary.last_active_at),
+    }
+
+
+def listing_dict(summary: SessionSummary) -> dict[str, Any]:
+    """One entry of the seed's ``list_sessions`` list."""
+    return {
+        "session_id": summary.session_id,
+        "name": summary.name,
+        "created_at": _iso(summary.created_at),
+        "last_active_at": _iso(summary.last_active_at),
+        "mode": summary.mode,
+        "status": summary.status,
+        "current_phase": summary.current_phase,
+        "updated_at": _iso(summary.updated_at),
     }

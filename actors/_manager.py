@@ -1,11 +1,15 @@
-"""The ``SessionManager`` façade: the seed's API on top of the supervisor and its actors."""
+"""The ``SessionManager`` façade: the seed's API on top of the supervisor and its actors.
+
+This module holds the manager's plumbing, lifecycle and typed API; the mixins it is
+built from add the rest (``_api_seed``, ``_api_introspect``, ``_api_side``,
+``_api_async``, ``_api_runtime``).
+"""
 
 from __future__ import annotations
 
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
@@ -14,12 +18,15 @@ import pykka
 import structlog
 
 from actors._api_async import AsyncTwins
+from actors._api_introspect import Introspection
 from actors._api_runtime import RuntimeAPI
+from actors._api_seed import SeedAPI
 from actors._api_side import SideTables
 from actors._clock import Clock, utc_now
-from actors._documents import state_dict
+from actors._documents import info_dict, state_dict
 from actors._errors import ManagerClosed
-from actors._messages import ActorGone, Describe, LiveState, Save, Transition
+from actors._exit_hook import register_exit_hook
+from actors._messages import ActorGone, Save, Transition
 from actors._metrics import CheckpointTimings
 from actors._runtime import RuntimeCloser, RuntimeFactory, RuntimeSpec
 from actors._settings import Settings
@@ -27,7 +34,6 @@ from actors._supervisor import SessionSupervisor
 from actors._ticker import Ticker
 from actors._validate import require_optional_str, require_step, require_str
 from persistence import (
-    LIVE_STATUSES,
     Database,
     InvalidArgument,
     Lease,
@@ -49,11 +55,7 @@ _REF_RECHECK = timedelta(seconds=1)
 _REF_SLACK = 1024
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-class SessionManager(SideTables, AsyncTwins, RuntimeAPI):
+class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI):
     """Keeps conversational sessions alive, durable and bounded.
 
     Every method of the seed's ``SessionManager`` is here with the same arguments, return
@@ -133,7 +135,7 @@ class SessionManager(SideTables, AsyncTwins, RuntimeAPI):
         self._elapsed = 0.0
         self._tick_interval = interval
         self._checkpoint_timings = CheckpointTimings()
-        _register_exit_hook(self)
+        register_exit_hook(self)
         log.info("manager.opened", instance_id=self.instance_id, database=db.url)
 
     # ------------------------------------------------------------------ plumbing
@@ -440,242 +442,4 @@ class SessionManager(SideTables, AsyncTwins, RuntimeAPI):
         summary: SessionSummary | None = self._db.session_info(session_id)
         if summary is None:
             raise SessionNotFound(session_id)
-        return _info_dict(summary)
-
-    def live(self, session_id: str) -> LiveState:
-        """What the session's live actor holds (rehydrating it if needed)."""
-        require_str("session_id", session_id)
-        state: LiveState = self._ask(session_id, Describe())
-        return state
-
-    def live_sessions(self) -> list[str]:
-        """Ids of the sessions that have a live actor in this process."""
-        self._check_open()
-        result: list[str] = self._supervisor.live_sessions().get(
-            timeout=self._settings.call_timeout
-        )
-        return result
-
-    def reset_failures(self, session_id: str) -> None:
-        """Let a session that crashed too often (``SessionFailed``) be restarted again."""
-        self._check_open()
-        self._supervisor.reset_failures(session_id).get(timeout=self._settings.call_timeout)
-
-    def stats(self) -> dict[str, Any]:
-        """What this manager did since it started, for dashboards and health checks.
-
-        Returns:
-            ``live_actors``; the supervisor's counters ``spawned``, ``rehydrations``,
-            ``passivations``, ``restarts``, ``crashes``, ``expirations``,
-            ``lease_takeovers`` (sessions taken from an owner whose lease lapsed),
-            ``leases_lost`` (taken from us) and ``sweeps``; ``checkpoints``,
-            ``checkpoints_failed``, ``checkpoint_p50_ms`` and ``checkpoint_p99_ms`` (the
-            latest 1024 checkpoints, from the call until the commit; ``None`` before the
-            first); and the store writer's ``writes_waiting``, ``write_batches``,
-            ``writes_committed`` and ``largest_batch``.
-        """
-        self._check_open()
-        result: dict[str, Any] = self._supervisor.stats().get(timeout=self._settings.call_timeout)
-        result.update(self._checkpoint_timings.snapshot())
-        writer = self._db.store.writer
-        result.update(
-            writes_waiting=writer.pending,
-            write_batches=writer.stats.batches,
-            writes_committed=writer.stats.operations,
-            largest_batch=writer.stats.largest_batch,
-        )
-        return result
-
-    # ------------------------------------------------------------------ seed API
-
-    def create_session(
-        self,
-        mode: str,
-        config: dict[str, Any],
-        user_id: str | None = None,
-        name: str | None = None,
-    ) -> str:
-        """Create a new session; return its id. Raises on failure, like the seed."""
-        return self.create(mode, config, user_id, name)
-
-    def _quietly(self, default: Any, action: str, session_id: Any, call: Callable[[], Any]) -> Any:
-        try:
-            return call()
-        except SessionSupervisorError as error:
-            log.warning(
-                f"session.{action}_refused",
-                session_id=session_id,
-                error_type=type(error).__name__,
-                error=str(error),
-            )
-            return default
-        except Exception as error:
-            # The seed's methods return False on any error. This is not a refusal but a
-            # fault (a session actor crashed while handling the call; it restarts from its
-            # last checkpoint): logged with its traceback.
-            log.error(
-                f"session.{action}_failed",
-                session_id=session_id,
-                error_type=type(error).__name__,
-                error=repr(error),
-                exc_info=error,
-            )
-            return default
-
-    def save_session_state(  # noqa: PLR0917
-        self,
-        session_id: str,
-        conversation_history: list[dict[str, Any]],
-        context_variables: dict[str, Any],
-        current_phase: str,
-        current_step: int | None = None,
-        plan_data: dict[str, Any] | None = None,
-    ) -> bool:
-        """Save session state; ``True`` once it is committed, ``False`` otherwise (logged)."""
-
-        def call() -> bool:
-            self.checkpoint(
-                session_id, conversation_history, context_variables, current_phase,
-                current_step, plan_data,
-            )  # fmt: skip
-            return True
-
-        result: bool = self._quietly(False, "save", session_id, call)
-        return result
-
-    def load_session_state(self, session_id: str) -> dict[str, Any] | None:
-        """The state of an active or suspended session for resumption, else ``None``."""
-
-        def call() -> dict[str, Any] | None:
-            state = self.load(session_id)
-            if state["status"] not in LIVE_STATUSES:
-                log.warning("session.load_refused", session_id=session_id, status=state["status"])
-                return None
-            return state
-
-        result: dict[str, Any] | None = self._quietly(None, "load", session_id, call)
-        return result
-
-    def suspend_session(self, session_id: str) -> bool:
-        """Suspend an active session; ``False`` if that is not possible (logged)."""
-        return bool(self._quietly(False, "suspend", session_id, lambda: self.suspend(session_id)))
-
-    def resume_session(self, session_id: str) -> bool:
-        """Resume a suspended session; ``False`` if that is not possible (logged)."""
-        return bool(self._quietly(False, "resume", session_id, lambda: self.resume(session_id)))
-
-    def complete_session(self, session_id: str) -> bool:
-        """Mark an active or suspended session completed; ``False`` otherwise (logged)."""
-        return bool(self._quietly(False, "complete", session_id, lambda: self.complete(session_id)))
-
-    def delete_session(self, session_id: str) -> bool:
-        """Delete a session and all its data; ``False`` if it does not exist (logged)."""
-
-        def call() -> bool:
-            self.delete(session_id)
-            return True
-
-        return bool(self._quietly(False, "delete", session_id, call))
-
-    def list_sessions(
-        self,
-        user_id: str | None = None,
-        status: str | None = None,
-        mode: str | None = None,
-        limit: int = 100,
-    ) -> list[dict[str, Any]]:
-        """Session summaries matching the filters, most recently updated first."""
-
-        def call() -> list[dict[str, Any]]:
-            require_optional_str("user_id", user_id)
-            require_optional_str("status", status)
-            require_optional_str("mode", mode)
-            if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
-                raise InvalidArgument(f"limit must be a positive int, not {limit!r}")
-            # Past a 32-bit count a limit means "all"; the databases refuse wider values.
-            self._check_open()
-            rows = self._db.list_sessions(user_id, status, mode, min(limit, 2**31 - 1))
-            return [
-                {
-                    "session_id": row.session_id,
-                    "name": row.name,
-                    "created_at": _iso(row.created_at),
-                    "last_active_at": _iso(row.last_active_at),
-                    "mode": row.mode,
-                    "status": row.status,
-                    "current_phase": row.current_phase,
-                    "updated_at": _iso(row.updated_at),
-                }
-                for row in rows
-            ]
-
-        result: list[dict[str, Any]] = self._quietly([], "list", None, call)
-        return result
-
-    def get_session_info(self, session_id: str) -> dict[str, Any] | None:
-        """A session's summary in any status, or ``None`` if it does not exist."""
-        result: dict[str, Any] | None = self._quietly(
-            None, "info", session_id, lambda: self.info(session_id)
-        )
-        return result
-
-    def phase_hook(
-        self,
-        session_id: str,
-        get_history: Callable[[], list[dict[str, Any]]],
-        get_context: Callable[[], dict[str, Any]],
-        get_plan: Callable[[], dict[str, Any] | None] | None = None,
-    ) -> Callable[..., bool]:
-        """The ``on_phase_change(phase, step_number=None)`` callback of a task executor.
-
-        Each call checkpoints the session with the current history and context (the seed's
-        Task 4) and returns whether the checkpoint was committed.
-        """
-
-        def on_phase_change(phase: str, step_number: int | None = None) -> bool:
-            plan = get_plan() if get_plan is not None else None
-            return self.save_session_state(
-                session_id, get_history(), get_context(), phase, step_number, plan
-            )
-
-        return on_phase_change
-
-
-def _info_dict(summary: SessionSummary) -> dict[str, Any]:
-    return {
-        "session_id": summary.session_id,
-        "name": summary.name,
-        "user_id": summary.user_id,
-        "mode": summary.mode,
-        "status": summary.status,
-        "current_phase": summary.current_phase,
-        "current_step": summary.current_step,
-        "created_at": _iso(summary.created_at),
-        "updated_at": _iso(summary.updated_at),
-        "config": summary.config,
-        "version": summary.version,
-        "message_count": summary.message_count,
-        "owner": summary.owner,
-        "lease_expires_at": _iso(summary.lease_expires_at),
-        "last_active_at": _iso(summary.last_active_at),
-    }
-
-
-def _close_at_exit(manager: SessionManager) -> None:
-    if not manager.closed:
-        log.info("manager.closing_at_exit", instance_id=manager.instance_id)
-        manager.close()
-
-
-def _register_exit_hook(manager: SessionManager) -> None:
-    # Actor threads are non-daemon, and the interpreter joins those *before* it runs
-    # atexit handlers; threading's own exit hooks run before that join (this is how
-    # concurrent.futures stops its workers), so a manager left open still closes.
-    # The hook keeps the manager alive until exit, which its live actors do anyway.
-    register = getattr(threading, "_register_atexit", None)
-    if register is not None:
-        register(_close_at_exit, manager)
-    else:  # pragma: no cover - every CPython >= 3.9 has it
-        import atexit  # noqa: PLC0415
-
-        atexit.register(_close_at_exit, manager)
+        return info_dict(summary)

@@ -1,0 +1,202 @@
+"""The seed's methods on the manager: the typed API, with the seed's quiet failures."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from actors._documents import listing_dict
+from actors._validate import require_optional_str
+from persistence import LIVE_STATUSES, InvalidArgument, SessionSupervisorError
+
+if TYPE_CHECKING:
+    from persistence import Database
+
+log = structlog.get_logger("actors.manager")
+
+
+class SeedAPI:
+    """Mixin of the manager: the seed's ``SessionManager`` methods, same signatures.
+
+    Like the seed, they return ``False``/``None``/``[]`` on an expected failure (and log
+    why) instead of raising; each is a thin wrapper around a typed method of the manager.
+    """
+
+    if TYPE_CHECKING:  # provided by SessionManager
+        _db: Database
+
+        def _check_open(self) -> None: ...
+
+        def create(
+            self,
+            mode: str,
+            config: dict[str, Any],
+            user_id: str | None = None,
+            name: str | None = None,
+        ) -> str: ...
+
+        def checkpoint(  # noqa: PLR0917
+            self,
+            session_id: str,
+            conversation_history: list[dict[str, Any]],
+            context_variables: dict[str, Any],
+            current_phase: str,
+            current_step: int | None = None,
+            plan_data: dict[str, Any] | None = ...,
+            *,
+            history_rewritten: bool | None = None,
+        ) -> int: ...
+
+        def suspend(self, session_id: str) -> int: ...
+
+        def resume(self, session_id: str) -> int: ...
+
+        def complete(self, session_id: str) -> int: ...
+
+        def delete(self, session_id: str) -> None: ...
+
+        def load(self, session_id: str) -> dict[str, Any]: ...
+
+        def info(self, session_id: str) -> dict[str, Any]: ...
+
+    def create_session(
+        self,
+        mode: str,
+        config: dict[str, Any],
+        user_id: str | None = None,
+        name: str | None = None,
+    ) -> str:
+        """Create a new session; return its id. Raises on failure, like the seed."""
+        return self.create(mode, config, user_id, name)
+
+    def _quietly(self, default: Any, action: str, session_id: Any, call: Callable[[], Any]) -> Any:
+        try:
+            return call()
+        except SessionSupervisorError as error:
+            log.warning(
+                f"session.{action}_refused",
+                session_id=session_id,
+                error_type=type(error).__name__,
+                error=str(error),
+            )
+            return default
+        except Exception as error:
+            # The seed's methods return False on any error. This is not a refusal but a
+            # fault (a session actor crashed while handling the call; it restarts from its
+            # last checkpoint): logged with its traceback.
+            log.error(
+                f"session.{action}_failed",
+                session_id=session_id,
+                error_type=type(error).__name__,
+                error=repr(error),
+                exc_info=error,
+            )
+            return default
+
+    def save_session_state(  # noqa: PLR0917
+        self,
+        session_id: str,
+        conversation_history: list[dict[str, Any]],
+        context_variables: dict[str, Any],
+        current_phase: str,
+        current_step: int | None = None,
+        plan_data: dict[str, Any] | None = None,
+    ) -> bool:
+        """Save session state; ``True`` once it is committed, ``False`` otherwise (logged)."""
+
+        def call() -> bool:
+            self.checkpoint(
+                session_id, conversation_history, context_variables, current_phase,
+                current_step, plan_data,
+            )  # fmt: skip
+            return True
+
+        result: bool = self._quietly(False, "save", session_id, call)
+        return result
+
+    def load_session_state(self, session_id: str) -> dict[str, Any] | None:
+        """The state of an active or suspended session for resumption, else ``None``."""
+
+        def call() -> dict[str, Any] | None:
+            state = self.load(session_id)
+            if state["status"] not in LIVE_STATUSES:
+                log.warning("session.load_refused", session_id=session_id, status=state["status"])
+                return None
+            return state
+
+        result: dict[str, Any] | None = self._quietly(None, "load", session_id, call)
+        return result
+
+    def suspend_session(self, session_id: str) -> bool:
+        """Suspend an active session; ``False`` if that is not possible (logged)."""
+        return bool(self._quietly(False, "suspend", session_id, lambda: self.suspend(session_id)))
+
+    def resume_session(self, session_id: str) -> bool:
+        """Resume a suspended session; ``False`` if that is not possible (logged)."""
+        return bool(self._quietly(False, "resume", session_id, lambda: self.resume(session_id)))
+
+    def complete_session(self, session_id: str) -> bool:
+        """Mark an active or suspended session completed; ``False`` otherwise (logged)."""
+        return bool(self._quietly(False, "complete", session_id, lambda: self.complete(session_id)))
+
+    def delete_session(self, session_id: str) -> bool:
+        """Delete a session and all its data; ``False`` if it does not exist (logged)."""
+
+        def call() -> bool:
+            self.delete(session_id)
+            return True
+
+        return bool(self._quietly(False, "delete", session_id, call))
+
+    def list_sessions(
+        self,
+        user_id: str | None = None,
+        status: str | None = None,
+        mode: str | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """Session summaries matching the filters, most recently updated first."""
+
+        def call() -> list[dict[str, Any]]:
+            require_optional_str("user_id", user_id)
+            require_optional_str("status", status)
+            require_optional_str("mode", mode)
+            if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+                raise InvalidArgument(f"limit must be a positive int, not {limit!r}")
+            # Past a 32-bit count a limit means "all"; the databases refuse wider values.
+            self._check_open()
+            rows = self._db.list_sessions(user_id, status, mode, min(limit, 2**31 - 1))
+            return [listing_dict(row) for row in rows]
+
+        result: list[dict[str, Any]] = self._quietly([], "list", None, call)
+        return result
+
+    def get_session_info(self, session_id: str) -> dict[str, Any] | None:
+        """A session's summary in any status, or ``None`` if it does not exist."""
+        result: dict[str, Any] | None = self._quietly(
+            None, "info", session_id, lambda: self.info(session_id)
+        )
+        return result
+
+    def phase_hook(
+        self,
+        session_id: str,
+        get_history: Callable[[], list[dict[str, Any]]],
+        get_context: Callable[[], dict[str, Any]],
+        get_plan: Callable[[], dict[str, Any] | None] | None = None,
+    ) -> Callable[..., bool]:
+        """The ``on_phase_change(phase, step_number=None)`` callback of a task executor.
+
+        Each call checkpoints the session with the current history and context (the seed's
+        Task 4) and returns whether the checkpoint was committed.
+        """
+
+        def on_phase_change(phase: str, step_number: int | None = None) -> bool:
+            plan = get_plan() if get_plan is not None else None
+            return self.save_session_state(
+                session_id, get_history(), get_context(), phase, step_number, plan
+            )
+
+        return on_phase_change
