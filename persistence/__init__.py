@@ -23,7 +23,12 @@ from persistence._errors import (
 )
 from persistence._loop import EventLoopThread
 from persistence._migrate import database_revision, downgrade_op, head_revision, upgrade_op
-from persistence._models import APPROVAL_RESOLUTIONS, APPROVAL_STATUSES, SESSION_STATUSES
+from persistence._models import (
+    APPROVAL_RESOLUTIONS,
+    APPROVAL_STATUSES,
+    LIVE_STATUSES,
+    SESSION_STATUSES,
+)
 from persistence._records import (
     ApprovalRecord,
     Checkpoint,
@@ -35,7 +40,7 @@ from persistence._records import (
     StateRecord,
     SweepCounts,
 )
-from persistence._store import LIVE_STATUSES, Store, sample_positions
+from persistence._store import Store, sample_positions
 
 __all__ = [
     "APPROVAL_RESOLUTIONS",

@@ -10,41 +10,26 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Connection, Table, delete, func, insert, or_, select, text
+from sqlalchemy import Connection, delete, func, insert, or_, select, text
 
 from persistence import _json
 from persistence._codec import decode_message, encode_message
 from persistence._errors import InvalidArgument, SessionExists, SessionOwnedElsewhere
 from persistence._migrate import current_revision
-from persistence._models import (
-    APPROVAL_RESOLUTIONS,
-    APPROVAL_STATUSES,
-    SESSION_STATUSES,
-    ActiveConnectionRow,
-    ApprovalRequestRow,
-    SessionMessageRow,
-    SessionRow,
-    SessionStateRow,
+from persistence._models import APPROVAL_RESOLUTIONS, APPROVAL_STATUSES, SESSION_STATUSES
+from persistence._tables import (
+    MESSAGE_COLUMNS,
+    approvals,
+    connections,
+    messages,
+    sessions,
+    states,
 )
-
-sessions = cast("Table", SessionRow.__table__)
-states = cast("Table", SessionStateRow.__table__)
-messages = cast("Table", SessionMessageRow.__table__)
-approvals = cast("Table", ApprovalRequestRow.__table__)
-connections = cast("Table", ActiveConnectionRow.__table__)
 
 EXPORT_FORMAT = "session-supervisor/session"
 EXPORT_FORMAT_VERSION = 1
-
-_MESSAGE_COLUMNS = (
-    messages.c.role,
-    messages.c.agent,
-    messages.c.content,
-    messages.c.timestamp,
-    messages.c.extra,
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +89,7 @@ def history_fn(
             if found is None:
                 return None
             query = (
-                select(messages.c.seq, *_MESSAGE_COLUMNS)
+                select(messages.c.seq, *MESSAGE_COLUMNS)
                 .where(messages.c.session_id == session_id)
                 .order_by(messages.c.seq.desc())
             )
@@ -271,7 +256,7 @@ def export_fn(session_id: str) -> Callable[[Connection], dict[str, Any] | None]:
             history = [
                 decode_message(tuple(message))
                 for message in connection.execute(
-                    select(*_MESSAGE_COLUMNS)
+                    select(*MESSAGE_COLUMNS)
                     .where(messages.c.session_id == session_id)
                     .order_by(messages.c.seq)
                 )

@@ -24,6 +24,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 SESSION_STATUSES = ("active", "suspended", "completed", "expired")
+#: The statuses in which a session can be owned, written and leased.
+LIVE_STATUSES = ("active", "suspended")
 APPROVAL_STATUSES = ("pending", "resolved", "expired", "cancelled")
 APPROVAL_RESOLUTIONS = ("approved", "rejected", "modified")
 

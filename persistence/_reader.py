@@ -22,55 +22,25 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import BindParameter, Table, bindparam, select
+from sqlalchemy import BindParameter, bindparam, select
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from persistence import _json
 from persistence._codec import decode_rows
 from persistence._errors import StoreUnavailable
-from persistence._models import SessionMessageRow, SessionRow, SessionStateRow
 from persistence._records import SessionDocument, SessionSummary, StateRecord
+from persistence._tables import (
+    LOAD_SESSION_COLUMNS,
+    MESSAGE_COLUMNS,
+    STATE_COLUMNS,
+    SUMMARY_COLUMNS,
+    messages,
+    sessions,
+    states,
+)
 
 T = TypeVar("T")
 
-_sessions = cast("Table", SessionRow.__table__)
-_states = cast("Table", SessionStateRow.__table__)
-_messages = cast("Table", SessionMessageRow.__table__)
-
-_STATE_COLUMNS = (
-    _states.c.session_id,
-    _states.c.mode,
-    _states.c.context_variables,
-    _states.c.plan_data,
-    _states.c.current_phase,
-    _states.c.current_step,
-    _states.c.status,
-    _states.c.created_at,
-    _states.c.updated_at,
-    _states.c.expires_at,
-    _states.c.version,
-    _states.c.message_count,
-    _states.c.owner,
-    _states.c.epoch,
-    _states.c.lease_expires_at,
-)
-_SUMMARY_COLUMNS = (
-    _sessions.c.id,
-    _sessions.c.name,
-    _sessions.c.user_id,
-    _sessions.c.meta,
-    _sessions.c.created_at,
-    _sessions.c.last_active_at,
-    _states.c.mode,
-    _states.c.status,
-    _states.c.current_phase,
-    _states.c.current_step,
-    _states.c.updated_at,
-    _states.c.version,
-    _states.c.message_count,
-    _states.c.owner,
-    _states.c.lease_expires_at,
-)
 #: Positions of the datetime columns in a state row and in a summary row.
 _STATE_TIMES = (7, 8, 9, 14)
 _SUMMARY_TIMES = (4, 5, 10, 14)
@@ -83,33 +53,18 @@ def _sql(statement: Any) -> str:
 
 _SID: BindParameter[str] = bindparam("session_id")
 LOAD_HEAD = _sql(
-    select(
-        *_STATE_COLUMNS,
-        _sessions.c.user_id,
-        _sessions.c.name,
-        _sessions.c.meta,
-        _sessions.c.created_at,
-        _sessions.c.last_active_at,
-    )
-    .select_from(_states.join(_sessions, _sessions.c.id == _states.c.session_id))
-    .where(_states.c.session_id == _SID)
+    select(*STATE_COLUMNS, *LOAD_SESSION_COLUMNS)
+    .select_from(states.join(sessions, sessions.c.id == states.c.session_id))
+    .where(states.c.session_id == _SID)
 )
 LOAD_MESSAGES = _sql(
-    select(
-        _messages.c.role,
-        _messages.c.agent,
-        _messages.c.content,
-        _messages.c.timestamp,
-        _messages.c.extra,
-    )
-    .where(_messages.c.session_id == _SID)
-    .order_by(_messages.c.seq)
+    select(*MESSAGE_COLUMNS).where(messages.c.session_id == _SID).order_by(messages.c.seq)
 )
-STATE = _sql(select(*_STATE_COLUMNS).where(_states.c.session_id == _SID))
+STATE = _sql(select(*STATE_COLUMNS).where(states.c.session_id == _SID))
 SESSION_INFO = _sql(
-    select(*_SUMMARY_COLUMNS)
-    .select_from(_sessions.outerjoin(_states, _sessions.c.id == _states.c.session_id))
-    .where(_sessions.c.id == _SID)
+    select(*SUMMARY_COLUMNS)
+    .select_from(sessions.outerjoin(states, sessions.c.id == states.c.session_id))
+    .where(sessions.c.id == _SID)
 )
 
 
@@ -123,17 +78,17 @@ def list_sql(
         The SQL and its parameters in order, as ``(name, value)``: the value is the
         compiled one (the dialect's own ``OFFSET 0``) or ``None`` for the caller's.
     """
-    query = select(*_SUMMARY_COLUMNS).select_from(
-        _sessions.outerjoin(_states, _sessions.c.id == _states.c.session_id)
+    query = select(*SUMMARY_COLUMNS).select_from(
+        sessions.outerjoin(states, sessions.c.id == states.c.session_id)
     )
     if by_user:
-        query = query.where(_sessions.c.user_id == bindparam("user_id"))
+        query = query.where(sessions.c.user_id == bindparam("user_id"))
     if by_status:
-        query = query.where(_states.c.status == bindparam("status"))
+        query = query.where(states.c.status == bindparam("status"))
     if by_mode:
-        query = query.where(_states.c.mode == bindparam("mode"))
-    newest = _sessions.c.created_at if newest_by == "created_at" else _states.c.updated_at
-    query = query.order_by(newest.desc(), _sessions.c.id).limit(bindparam("limit"))
+        query = query.where(states.c.mode == bindparam("mode"))
+    newest = sessions.c.created_at if newest_by == "created_at" else states.c.updated_at
+    query = query.order_by(newest.desc(), sessions.c.id).limit(bindparam("limit"))
     compiled = query.compile(dialect=sqlite_dialect.dialect())
     defaults = compiled.params
     return str(compiled), tuple((name, defaults[name]) for name in compiled.positiontup or ())

@@ -13,22 +13,15 @@ from __future__ import annotations
 
 import sqlite3
 from datetime import UTC, datetime
-from typing import cast
 
-from sqlalchemy import Table
-
-from persistence._models import SessionMessageRow, SessionRow, SessionStateRow
 from persistence._records import Checkpoint
-
-_sessions = cast("Table", SessionRow.__table__)
-_states = cast("Table", SessionStateRow.__table__)
-_messages = cast("Table", SessionMessageRow.__table__)
+from persistence._tables import messages, sessions, states
 
 
 def _update_state_sql(*, set_plan: bool) -> str:
     plan = ", plan_data = ?" if set_plan else ""
     return (
-        f"UPDATE {_states.name} SET context_variables = ?, current_phase = ?,"  # noqa: S608 - names from the models
+        f"UPDATE {states.name} SET context_variables = ?, current_phase = ?,"  # noqa: S608 - names from the models
         f" current_step = ?, updated_at = ?, expires_at = ?, version = ?, message_count = ?{plan}"
         " WHERE session_id = ? AND version = ? AND epoch = ? AND status = 'active'"
     )
@@ -36,13 +29,13 @@ def _update_state_sql(*, set_plan: bool) -> str:
 
 UPDATE_STATE = _update_state_sql(set_plan=False)
 UPDATE_STATE_AND_PLAN = _update_state_sql(set_plan=True)
-DELETE_MESSAGES_FROM = f"DELETE FROM {_messages.name} WHERE session_id = ? AND seq >= ?"  # noqa: S608
+DELETE_MESSAGES_FROM = f"DELETE FROM {messages.name} WHERE session_id = ? AND seq >= ?"  # noqa: S608
 INSERT_MESSAGE = (
-    f"INSERT INTO {_messages.name} (session_id, seq, role, agent, content, timestamp, extra)"  # noqa: S608
+    f"INSERT INTO {messages.name} (session_id, seq, role, agent, content, timestamp, extra)"  # noqa: S608
     " VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
-STATE_GUARD = f"SELECT status, version, epoch, owner FROM {_states.name} WHERE session_id = ?"  # noqa: S608
-TOUCH_SESSION = f"UPDATE {_sessions.name} SET last_active_at = ? WHERE id = ?"  # noqa: S608
+STATE_GUARD = f"SELECT status, version, epoch, owner FROM {states.name} WHERE session_id = ?"  # noqa: S608
+TOUCH_SESSION = f"UPDATE {sessions.name} SET last_active_at = ? WHERE id = ?"  # noqa: S608
 
 
 def sqlite_datetime(value: datetime) -> str:
