@@ -160,10 +160,12 @@ class SessionActor(QuickActor):
         settings = self._settings
         now = settings.now()
         try:
-            lease = settings.db.run(
-                settings.db.store.take_lease(
-                    self.session_id, settings.instance_id, now, now + settings.lease_ttl
-                )
+            lease = settings.db.store.take_lease_blocking(
+                self.session_id,
+                settings.instance_id,
+                now,
+                now + settings.lease_ttl,
+                settings.db.timeout,
             )
         except InvalidTransition as error:
             self._leave("load failed: InvalidTransition")

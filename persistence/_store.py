@@ -14,11 +14,21 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, exists, insert, or_, select, tuple_, update
+from sqlalchemy import (
+    Connection,
+    delete,
+    exists,
+    insert,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 
 from persistence._checkpoint_write import checkpoint_op
 from persistence._codec import decode_message
 from persistence._errors import SessionOwnedElsewhere
+from persistence._lease_statements import HELD, OWNER_FOR_TAKE, SAMPLES, TAKE
 from persistence._models import LIVE_STATUSES
 from persistence._records import Checkpoint, Lease, NewSession, SweepCounts
 from persistence._refusals import diagnose
@@ -27,11 +37,8 @@ from persistence._store_connections import ConnectionOps
 from persistence._store_operators import OperatorOps
 from persistence._store_reads import SessionReads
 from persistence._tables import (
-    MESSAGE_COLUMNS,
-    STATE_COLUMNS,
     approvals,
     connections,
-    messages,
     sessions,
     state_record,
     states,
@@ -39,7 +46,6 @@ from persistence._tables import (
 
 # (session, epoch) pairs per renewal statement: 2 parameters each, far below SQLite's limit.
 _RENEW_CHUNK = 4000
-
 
 def sample_positions(count: int) -> list[int]:
     """Positions of the history the owner keeps to detect a rewritten history.
@@ -110,35 +116,34 @@ class Store(SessionReads, ApprovalOps, ConnectionOps, OperatorOps):
             InvalidTransition: the session is completed or expired.
             SessionOwnedElsewhere: another owner's lease is still valid.
         """
+        return await self._writer.submit(self._take_lease_op(session_id, owner, now, lease_until))
 
+    def take_lease_blocking(
+        self, session_id: str, owner: str, now: datetime, lease_until: datetime, timeout: float
+    ) -> Lease:
+        """:meth:`take_lease` for a plain thread (a session actor rehydrating): wait for it.
+
+        On SQLite the take runs in the calling thread when the writer is idle (else it
+        queues for the writer thread), without a hop through the store's event loop, as
+        :meth:`checkpoint_blocking`. Never call it from that loop's thread.
+
+        Raises:
+            StoreUnavailable: the store is closed, refused the write, or did not commit
+                within ``timeout`` seconds (then it may still commit later).
+            SessionNotFound, InvalidTransition, SessionOwnedElsewhere: as :meth:`take_lease`.
+        """
+        op = self._take_lease_op(session_id, owner, now, lease_until)
+        return self._writer.call_threadsafe(op, timeout)
+
+    def _take_lease_op(
+        self, session_id: str, owner: str, now: datetime, lease_until: datetime
+    ) -> Callable[[Connection], Lease]:
         def take(connection: Connection) -> Lease:
-            # PostgreSQL: lock the row, or give up at once if another transaction holds it
-            # (its owner is writing it, or another process is taking it). Waiting instead
-            # would stall this process's whole group commit behind a peer's transaction,
-            # a paused one's included. SQLite renders no FOR UPDATE: its lock is the file's.
-            before = connection.execute(
-                select(states.c.owner)
-                .where(states.c.session_id == session_id)
-                .with_for_update(skip_locked=True)
-            ).first()
+            before = connection.execute(OWNER_FOR_TAKE, {"sid": session_id}).first()
             if before is None and connection.dialect.name == "postgresql":
                 diagnose(connection, session_id, action="open")
-            row = (
-                connection.execute(
-                    update(states)
-                    .where(
-                        states.c.session_id == session_id,
-                        states.c.status.in_(LIVE_STATUSES),
-                        or_(
-                            states.c.owner.is_(None),
-                            states.c.owner == owner,
-                            states.c.lease_expires_at < now,
-                        ),
-                    )
-                    .values(owner=owner, epoch=states.c.epoch + 1, lease_expires_at=lease_until)
-                    .returning(*STATE_COLUMNS)
-                )
-            ).first()
+            params = {"sid": session_id, "owner": owner, "now": now, "lease_until": lease_until}
+            row = connection.execute(TAKE, params).first()
             if row is None:
                 diagnose(connection, session_id, action="open")
             state = state_record(row)
@@ -149,11 +154,7 @@ class Store(SessionReads, ApprovalOps, ConnectionOps, OperatorOps):
         def op(connection: Connection) -> Lease:
             # The usual refusal (a live owner's valid lease) is decided on the committed
             # row, without locking it.
-            held = connection.execute(
-                select(states.c.owner, states.c.lease_expires_at).where(
-                    states.c.session_id == session_id
-                )
-            ).first()
+            held = connection.execute(HELD, {"sid": session_id}).first()
             if (
                 held is not None
                 and held[0] not in (None, owner)
@@ -168,7 +169,7 @@ class Store(SessionReads, ApprovalOps, ConnectionOps, OperatorOps):
             with connection.begin_nested():
                 return take(connection)
 
-        return await self._writer.submit(op)
+        return op
 
     def _samples(
         self, connection: Connection, session_id: str, count: int
@@ -176,11 +177,7 @@ class Store(SessionReads, ApprovalOps, ConnectionOps, OperatorOps):
         positions = sample_positions(count)
         if not positions:
             return {}
-        result = connection.execute(
-            select(messages.c.seq, *MESSAGE_COLUMNS).where(
-                messages.c.session_id == session_id, messages.c.seq.in_(positions)
-            )
-        )
+        result = connection.execute(SAMPLES, {"sid": session_id, "positions": positions})
         return {row[0]: decode_message(tuple(row[1:])) for row in result}
 
     def _checkpoint_op(self, cp: Checkpoint) -> Callable[[Connection], int]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy.engine import make_url
 from structlog.testing import capture_logs
 
-from actors import ManualClock, SessionManager, SessionOwnedElsewhere
+from actors import ManualClock, SessionManager, SessionNotFound, SessionOwnedElsewhere
 from persistence import Database, StateRecord
 from tests.conftest import ManagerFactory, history
 
@@ -160,6 +160,57 @@ class TestTakeover:
         a.close()
         assert b.save_session_state(busy, history(2), {}, "mine")
         assert b.stats()["lease_takeovers"] == 0  # handed over, never taken over
+
+
+class TestTakeLease:
+    """Rehydration's lease take from a plain thread (prebuilt statements, no loop hop)."""
+
+    @pytest.fixture
+    def database(self, any_db_url: str) -> Iterator[Database]:
+        """The bare store on the test's database."""
+        db = Database.open(any_db_url)
+        yield db
+        db.close()
+
+    def test_takes_a_released_session_with_its_samples(
+        self, any_db_url: str, database: Database, make_manager: ManagerFactory
+    ) -> None:
+        """The epoch goes up by one, the lease is set, the samples are the stored messages."""
+        with make_manager(database_url=any_db_url, instance_id="a") as a:
+            session_id = a.create_session("c", {})
+            a.checkpoint(session_id, history(9), {}, "p")
+        before = _state(database, session_id)
+        now = datetime.now(UTC)
+        lease = database.store.take_lease_blocking(
+            session_id, "b", now, now + timedelta(seconds=30), TIMEOUT
+        )
+        assert lease.taken_from is None  # "a" released it on close
+        assert (lease.state.owner, lease.state.epoch) == ("b", before.epoch + 1)
+        assert lease.samples == {i: history(9)[i] for i in (0, 1, 2, 4, 8)}
+        assert _state(database, session_id) == lease.state
+
+    def test_refuses_a_live_owner_and_changes_nothing(
+        self, any_db_url: str, database: Database, make_manager: ManagerFactory
+    ) -> None:
+        """Another owner's valid lease: SessionOwnedElsewhere naming it; the row is as it was."""
+        with make_manager(database_url=any_db_url, instance_id="a") as a:
+            session_id = a.create_session("c", {})
+            before = _state(database, session_id)
+            now = datetime.now(UTC)
+            with pytest.raises(SessionOwnedElsewhere) as refused:
+                database.store.take_lease_blocking(
+                    session_id, "b", now, now + timedelta(seconds=30), TIMEOUT
+                )
+            assert refused.value.owner == "a"
+            assert _state(database, session_id) == before
+
+    def test_unknown_session(self, database: Database) -> None:
+        """An id that does not exist: SessionNotFound."""
+        now = datetime.now(UTC)
+        with pytest.raises(SessionNotFound):
+            database.store.take_lease_blocking(
+                "no-such-session", "b", now, now + timedelta(seconds=30), TIMEOUT
+            )
 
 
 class TestStoreRenewal:
