@@ -3,7 +3,7 @@
 This package knows nothing of actors; ``actors`` builds on it.
 """
 
-from persistence._admin import EXPORT_FORMAT, OldestActive, StoreOverview
+from persistence._admin import OldestActive, StoreOverview
 from persistence._codec import decode_message, encode_message
 from persistence._database import Database
 from persistence._engine import DATABASE_URL_ENV, DEFAULT_DATABASE_URL, resolve_url
@@ -41,6 +41,7 @@ from persistence._records import (
     SweepCounts,
 )
 from persistence._store import Store, sample_positions
+from persistence._transfer import EXPORT_FORMAT
 
 __all__ = [
     "APPROVAL_RESOLUTIONS",

@@ -1,7 +1,8 @@
 """The store's operators' tools: history, purge, overview, export and import, schema.
 
-Thin: each runs one function of :mod:`persistence._admin` (or of the migrations) as a
-read on the reader engine or as one write through the group-commit writer.
+Thin: each runs one function of :mod:`persistence._admin`, of :mod:`persistence._transfer`
+(export and import) or of the migrations as a read on the reader engine or as one write
+through the group-commit writer.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from persistence import _admin
+from persistence import _admin, _transfer
 from persistence._migrate import current_revision, upgrade_op
 from persistence._store_base import StoreBase
 
@@ -49,7 +50,7 @@ class OperatorOps(StoreBase):
 
     async def export_session(self, session_id: str) -> dict[str, Any] | None:
         """A session with its history and approvals as a JSON-ready document, or ``None``."""
-        return await self._read(_admin.export_fn(session_id))
+        return await self._read(_transfer.export_fn(session_id))
 
     async def import_session(self, document: Any, now: datetime, *, replace: bool = False) -> str:
         """Write a document of :meth:`export_session` (validated first); return its id.
@@ -59,7 +60,7 @@ class OperatorOps(StoreBase):
             SessionExists: the session exists and ``replace`` is false.
             SessionOwnedElsewhere: ``replace`` of a session a live owner holds.
         """
-        return await self._writer.submit(_admin.import_op(document, now, replace=replace))
+        return await self._writer.submit(_transfer.import_op(document, now, replace=replace))
 
     async def schema_revision(self) -> str | None:
         """The alembic revision the database is at (``None``: no schema yet)."""
