@@ -15,13 +15,17 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) examples/quickstart.py
 
+FORMATTED := actors persistence tests benchmarks examples
+
 test: $(STAMP)
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check $(FORMATTED)
 	$(PY) -m mypy
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check $(FORMATTED)
 
 typecheck: $(STAMP)
 	$(PY) -m mypy

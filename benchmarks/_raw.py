@@ -35,9 +35,7 @@ class RawAppendStore:
     def create_session(self) -> str:
         """Insert an empty session; return its id."""
         session_id = str(uuid.uuid4())
-        self._db.execute(
-            "INSERT INTO states VALUES (?, '{}', 'init', NULL, 1, 0)", (session_id,)
-        )
+        self._db.execute("INSERT INTO states VALUES (?, '{}', 'init', NULL, 1, 0)", (session_id,))
         self._stored[session_id] = 0
         return session_id
 

@@ -47,6 +47,7 @@ from persistence._tables import (
 # (session, epoch) pairs per renewal statement: 2 parameters each, far below SQLite's limit.
 _RENEW_CHUNK = 4000
 
+
 def sample_positions(count: int) -> list[int]:
     """Positions of the history the owner keeps to detect a rewritten history.
 

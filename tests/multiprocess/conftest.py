@@ -61,8 +61,10 @@ class Worker:
             if ready(found):
                 return found
             if self.process.poll() is not None and not ready(self.events()):
-                pytest.fail(f"{self.name} exited ({self.process.returncode}) before {what}:"
-                            f" {self.log_path.read_text(encoding='utf-8')[-3000:]}")
+                pytest.fail(
+                    f"{self.name} exited ({self.process.returncode}) before {what}:"
+                    f" {self.log_path.read_text(encoding='utf-8')[-3000:]}"
+                )
             if time.monotonic() > deadline:
                 pytest.fail(f"{self.name}: no {what} within {timeout}s; events: {found[-10:]}")
             time.sleep(POLL_SECONDS)

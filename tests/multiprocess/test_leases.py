@@ -69,9 +69,7 @@ class TestOwnership:
         )  # fmt: skip
         assert state["conversation_history"] == history(2)
 
-    def test_reads_work_from_any_manager(
-        self, pair: tuple[SessionManager, SessionManager]
-    ) -> None:
+    def test_reads_work_from_any_manager(self, pair: tuple[SessionManager, SessionManager]) -> None:
         """load, info and list from the non-owner see the owner's acknowledged writes."""
         a, b = pair
         session_id = a.create_session("copilot", {"model": "m"}, "u1", "mine")

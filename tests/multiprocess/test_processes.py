@@ -175,7 +175,8 @@ class TestKillNine:
                 assert state["context_variables"] == {"step": step, "writer": "survivor"}
                 contents = [m["content"] for m in state["conversation_history"]]
                 assert contents == [
-                    *(f"owner step {n}" for n in range(1, step)), f"survivor step {step}"
+                    *(f"owner step {n}" for n in range(1, step)),
+                    f"survivor step {step}",
                 ]
         assert survivor.quit() == 0
 
@@ -208,14 +209,17 @@ class TestPausedZombie:
         events = zombie.wait_for(_count("live", 3), 15, "its seed-API attempt")
         refused = [e for e in events if e["event"] == "refused"]
         assert [(e["api"], e["sid"]) for e in refused] == [
-            *(("typed", sid) for sid in ids), *(("seed", sid) for sid in ids)
+            *(("typed", sid) for sid in ids),
+            *(("seed", sid) for sid in ids),
         ]
         assert {e["owner"] for e in refused if e["api"] == "typed"} == {"heir"}
         assert {e["result"] for e in refused if e["api"] == "seed"} == {False}
         assert [e for e in events if e["event"] == "ack" and e["step"] > 1] == []
         # Live after its own first step; after the takeover its actors are gone.
         assert [sorted(e["sessions"]) for e in events if e["event"] == "live"] == [
-            sorted(ids), [], []
+            sorted(ids),
+            [],
+            [],
         ]
         logged = zombie.wait_for_log("lease.lost", set(ids), 10)
         assert {e["level"] for e in logged} == {"warning"}
