@@ -11,8 +11,12 @@ from actors._clock import Clock
 from actors._logging import configure_logging
 from actors._manager import SessionManager
 from actors._runtime import RuntimeCloser, RuntimeFactory
-from persistence import Database
+from actors._validate import require_seconds
+from persistence import Database, InvalidArgument
 from persistence._engine import SqliteSynchronous
+
+#: SQLite takes the busy timeout as a 32-bit count of milliseconds; a day is plenty.
+_MAX_BUSY_SECONDS = 86_400
 
 
 def create_session_manager(
@@ -28,6 +32,7 @@ def create_session_manager(
     max_message_bytes: int | None = 1 << 20,
     max_state_bytes: int | None = 16 << 20,
     sqlite_synchronous: SqliteSynchronous = "NORMAL",
+    sqlite_busy_timeout: float = 5.0,
     call_timeout: float = 30.0,
     max_restarts: int = 5,
     restart_window: timedelta = timedelta(minutes=1),
@@ -53,6 +58,8 @@ def create_session_manager(
         max_message_bytes: larger messages are refused (``PayloadTooLarge``).
         max_state_bytes: larger context / plan / config are refused.
         sqlite_synchronous: ``NORMAL`` (crash-safe) or ``FULL`` (also power-loss-safe).
+        sqlite_busy_timeout: seconds a SQLite write waits for another process holding the
+            file's write lock before it is refused (``StoreUnavailable``); at most 1 day.
         call_timeout: seconds a call waits for an actor or the store.
         max_restarts: crashes within ``restart_window`` after which a session is not
             restarted (``SessionFailed``).
@@ -76,7 +83,18 @@ def create_session_manager(
         # structlog's own default prints every event, debug included, to stdout: the
         # host's output. Until the application configures logging, show warnings only.
         configure_logging(level="WARNING")
-    db = Database.open(database_url, sqlite_synchronous=sqlite_synchronous, timeout=call_timeout)
+    busy_seconds = require_seconds("sqlite_busy_timeout", sqlite_busy_timeout)
+    if busy_seconds > _MAX_BUSY_SECONDS:
+        raise InvalidArgument(
+            f"sqlite_busy_timeout must be at most {_MAX_BUSY_SECONDS} seconds (1 day),"
+            f" not {sqlite_busy_timeout!r}"
+        )
+    db = Database.open(
+        database_url,
+        sqlite_synchronous=sqlite_synchronous,
+        busy_timeout_ms=max(1, round(busy_seconds * 1000)),
+        timeout=call_timeout,
+    )
     try:
         return SessionManager(
             db,

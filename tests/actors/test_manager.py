@@ -55,6 +55,16 @@ class TestFactory:
         with pytest.raises(InvalidArgument, match="max_live"):
             create_session_manager(db_url, max_live=0)
 
+    @pytest.mark.parametrize("busy", [0, -1.0, float("nan"), float("inf"), "5", True, 86_401])
+    def test_bad_sqlite_busy_timeout_is_refused_before_the_file_exists(
+        self, tmp_path: Path, busy: Any
+    ) -> None:
+        """sqlite_busy_timeout must be 0 < seconds <= 1 day; a refusal creates nothing."""
+        path = tmp_path / "never.db"
+        with pytest.raises(InvalidArgument, match="sqlite_busy_timeout"):
+            create_session_manager(f"sqlite:///{path}", sqlite_busy_timeout=busy)
+        assert not path.exists()
+
 
 class TestClosing:
     """close() is final, idempotent, and says so on later calls."""

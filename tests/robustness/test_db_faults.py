@@ -11,7 +11,6 @@ import asyncio
 import sqlite3
 import textwrap
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -191,12 +190,11 @@ class TestPostgresConnectionDropped:
 
 
 @pytest.fixture
-def short_busy(db_url: str, clock: ManualClock) -> Iterator[SessionManager]:
+def short_busy(make_manager: ManagerFactory) -> SessionManager:
     """A manager whose SQLite connections wait only 100 ms for a lock held elsewhere."""
-    db = Database.open(db_url, busy_timeout_ms=100, timeout=10)
-    manager = SessionManager(db, clock=clock, call_timeout=10)
-    yield manager
-    manager.close()
+    # A call timeout below the default busy timeout (5 s): a refusal that names the lock
+    # proves that the setting reached every SQLite connection.
+    return make_manager(sqlite_busy_timeout=0.1, call_timeout=3)
 
 
 class TestSqliteLocked:
@@ -208,6 +206,9 @@ class TestSqliteLocked:
         other = sqlite3.connect(tmp_path / "sessions.db", isolation_level=None)
         try:
             other.execute("BEGIN EXCLUSIVE")
+            # Refused by SQLite's busy timeout (0.1 s), not by the 3 s call timeout.
+            with pytest.raises(StoreUnavailable, match="database is locked"):
+                short_busy.checkpoint(session_id, history(8), {}, "blocked")
             _refused_everywhere(short_busy, session_id)
             assert short_busy.load_session_state(session_id) is not None  # WAL readers go on
             assert snapshot(short_busy, session_id) == before
