@@ -59,7 +59,8 @@ class Introspection:
             ``checkpoints_failed``, ``checkpoint_p50_ms`` and ``checkpoint_p99_ms`` (the
             latest 1024 checkpoints, from the call until the commit; ``None`` before the
             first); and the store writer's ``writes_waiting``, ``write_batches``,
-            ``writes_committed`` and ``largest_batch``.
+            ``writes_committed``, ``largest_batch``, ``write_batches_failed`` and
+            ``write_batches_retried`` (PostgreSQL deadlock victims run again).
         """
         self._check_open()
         result: dict[str, Any] = self._supervisor.stats().get(timeout=self._settings.call_timeout)
@@ -70,5 +71,7 @@ class Introspection:
             write_batches=writer.stats.batches,
             writes_committed=writer.stats.operations,
             largest_batch=writer.stats.largest_batch,
+            write_batches_failed=writer.stats.failed_batches,
+            write_batches_retried=writer.stats.retried_batches,
         )
         return result

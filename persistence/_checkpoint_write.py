@@ -16,7 +16,7 @@ from persistence._records import Checkpoint
 from persistence._refusals import diagnose, explain_refusal
 from persistence._statements import sqlite_checkpoint, sqlite_state_guard
 from persistence._tables import messages, sessions, states
-from persistence._writer import DualOp
+from persistence._write_ops import DualOp
 
 
 def checkpoint_op(cp: Checkpoint, dialect: str) -> Callable[[Connection], int]:

@@ -9,7 +9,9 @@ Each operation must raise its domain error (``StaleSession``, ``SessionNotFound`
 *before* it writes anything: the other operations of its batch still commit. An error of
 the database itself (lost connection, locked or read-only file, failed commit), or any
 other exception of an operation, rolls the transaction back and fails every operation of
-the batch with :class:`StoreUnavailable`, and no other batch.
+the batch with :class:`StoreUnavailable`, and no other batch. On PostgreSQL a batch the
+server rolled back as a deadlock victim (or for a serialization failure) runs again, up to
+three runs in all, before that.
 """
 
 from __future__ import annotations
@@ -17,108 +19,36 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import queue
+import random
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
 import structlog
 from sqlalchemy import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from persistence._errors import SessionSupervisorError, StoreUnavailable
+from persistence._errors import StoreUnavailable
 from persistence._walcheckpoint import FALLBACK_PAGES, WalCheckpointer
+from persistence._write_ops import (
+    PG_ATTEMPTS,
+    DualOp,
+    Item,
+    Outcome,
+    WriteOp,
+    WriterStats,
+    apply_ops,
+    apply_sqlite,
+    refusal,
+    rolled_back_for_a_retry,
+    settle,
+    wait_for,
+)
 
 T = TypeVar("T")
-WriteOp = Callable[[Connection], Any]
-_Outcome = tuple[bool, Any]
-_Item = tuple[WriteOp, "concurrent.futures.Future[Any]"]
-
 log = structlog.get_logger("persistence.writer")
-
-
-@dataclass
-class WriterStats:
-    """Counters of the writer since it started."""
-
-    batches: int = 0
-    operations: int = 0
-    failed_batches: int = 0
-    largest_batch: int = 0
-    commit_seconds: list[float] = field(default_factory=list)
-
-    def committed(self, size: int, seconds: float) -> None:
-        """Count one committed batch of ``size`` operations."""
-        self.batches += 1
-        self.operations += size
-        self.largest_batch = max(self.largest_batch, size)
-        timings = self.commit_seconds
-        timings.append(seconds)
-        if len(timings) > 4096:
-            del timings[:2048]
-
-
-@dataclass(frozen=True, slots=True)
-class DualOp:
-    """A write that can also run on the writer's bare ``sqlite3`` connection.
-
-    Calling it runs ``core`` (any dialect, through SQLAlchemy). On SQLite, a batch made
-    only of these runs ``sqlite`` instead, in a transaction the writer opens and commits on
-    the ``sqlite3`` connection itself: SQLAlchemy's transaction and event machinery cost
-    more than a checkpoint's statements. Both must do the same thing.
-    """
-
-    core: WriteOp
-    sqlite: Callable[[sqlite3.Connection], Any]
-
-    def __call__(self, connection: Connection) -> Any:
-        """Run the SQLAlchemy version."""
-        return self.core(connection)
-
-
-def _apply_sqlite(connection: sqlite3.Connection, ops: list[DualOp]) -> list[_Outcome]:
-    outcomes: list[_Outcome] = []
-    for op in ops:
-        try:
-            outcomes.append((True, op.sqlite(connection)))
-        except SessionSupervisorError as error:
-            outcomes.append((False, error))
-    return outcomes
-
-
-def _apply(connection: Connection, ops: list[WriteOp]) -> list[_Outcome]:
-    outcomes: list[_Outcome] = []
-    for op in ops:
-        try:
-            outcomes.append((True, op(connection)))
-        except SessionSupervisorError as error:
-            outcomes.append((False, error))
-    return outcomes
-
-
-def _settle(batch: list[_Item], outcomes: list[_Outcome]) -> None:
-    """Acknowledge (or fail) each operation of a finished transaction."""
-    for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
-        if ok:
-            future.set_result(value)
-        else:
-            future.set_exception(value)
-
-
-def _wait(future: concurrent.futures.Future[T], timeout: float) -> T:
-    try:
-        return future.result(timeout)
-    except concurrent.futures.TimeoutError:
-        future.cancel()  # dropped if its transaction has not started yet
-        raise StoreUnavailable("the session store did not answer in time") from None
-
-
-def _refusal(exc: BaseException) -> StoreUnavailable:
-    error = StoreUnavailable(f"the database refused the write: {exc}")
-    error.__cause__ = exc
-    return error
 
 
 class GroupCommitWriter:
@@ -159,7 +89,7 @@ class GroupCommitWriter:
         self._connection_lock = threading.Lock()  # held by whoever runs a transaction
         self.stats = WriterStats()
         # The SQLite writer thread and its inbox.
-        self._inbox: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._thread_done: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._connection: Connection | None = None
@@ -220,7 +150,7 @@ class GroupCommitWriter:
             Exception: the operation's own (domain) error.
         """
         if self._sync_engine is None:
-            return _wait(self.submit_threadsafe(op), timeout)
+            return wait_for(self.submit_threadsafe(op), timeout)
         with self._lock:
             if self._closed:
                 raise StoreUnavailable("the session store is closed")
@@ -231,7 +161,7 @@ class GroupCommitWriter:
             else:
                 inline = True
         if not inline:
-            return _wait(future, timeout)
+            return wait_for(future, timeout)
         try:
             ((ok, value),) = self._commit_locked([op])
         finally:
@@ -253,13 +183,13 @@ class GroupCommitWriter:
             if not inline:
                 self._inbox.put((op, future))
         if inline:
-            batch: list[_Item] = [(op, future)]
+            batch: list[Item] = [(op, future)]
             try:
                 future.set_running_or_notify_cancel()
                 outcomes = self._commit_locked([op])
             finally:
                 self._connection_lock.release()
-            _settle(batch, outcomes)
+            settle(batch, outcomes)
         return future
 
     async def submit(self, op: Callable[[Connection], T]) -> T:
@@ -326,9 +256,9 @@ class GroupCommitWriter:
                 # A caller that gave up (timeout, cancelled task) before we began is dropped.
                 live = [entry for entry in batch if entry[1].set_running_or_notify_cancel()]
                 outcomes = self._commit_locked([op for op, _ in live]) if live else []
-            _settle(live, outcomes)
+            settle(live, outcomes)
 
-    def _gather(self, first: _Item) -> tuple[list[_Item], bool]:
+    def _gather(self, first: Item) -> tuple[list[Item], bool]:
         """``first`` and what is queued behind it (up to ``max_batch``); and whether to stop."""
         batch = [first]
         while len(batch) < self._max_batch:
@@ -341,10 +271,10 @@ class GroupCommitWriter:
             batch.append(more)
         return batch, False
 
-    def _commit_locked(self, ops: list[WriteOp]) -> list[_Outcome]:
+    def _commit_locked(self, ops: list[WriteOp]) -> list[Outcome]:
         """Run ``ops`` in one transaction (the caller holds the connection lock).
 
-        Returns the outcomes for :func:`_settle`, which the caller runs after releasing the
+        Returns the outcomes for :func:`settle`, which the caller runs after releasing the
         lock, so that an acknowledged caller finds the writer idle again.
         """
         assert self._sync_engine is not None  # noqa: S101 - only on SQLite
@@ -362,19 +292,19 @@ class GroupCommitWriter:
                 outcomes = self._commit_bare(driver, cast("list[DualOp]", ops))
             else:
                 with connection.begin():
-                    outcomes = _apply(connection, ops)
+                    outcomes = apply_ops(connection, ops)
         except Exception as exc:  # noqa: BLE001 - every database failure fails the batch
             self._drop_connection()
             self.stats.failed_batches += 1
             log.warning("store.batch_failed", size=len(ops), error=repr(exc))
-            return [(False, _refusal(exc)) for _ in ops]
+            return [(False, refusal(exc)) for _ in ops]
         self.stats.committed(len(ops), time.perf_counter() - started)
         if self._checkpointer is not None:
             self._checkpointer.committed(len(ops))
         return outcomes
 
     @staticmethod
-    def _commit_bare(driver: sqlite3.Connection, ops: list[DualOp]) -> list[_Outcome]:
+    def _commit_bare(driver: sqlite3.Connection, ops: list[DualOp]) -> list[Outcome]:
         """Run ``ops`` in one transaction opened and committed on the ``sqlite3`` connection.
 
         SQLAlchemy's connection (``driver``'s owner) is idle meanwhile (no transaction of
@@ -384,7 +314,7 @@ class GroupCommitWriter:
         """
         driver.execute("BEGIN IMMEDIATE")
         try:
-            outcomes = _apply_sqlite(driver, ops)
+            outcomes = apply_sqlite(driver, ops)
             driver.execute("COMMIT")
         except BaseException:
             if driver.in_transaction:
@@ -414,16 +344,27 @@ class GroupCommitWriter:
     async def _commit_async(self, batch: list[tuple[WriteOp, asyncio.Future[Any]]]) -> None:
         assert self._engine is not None  # noqa: S101 - the task exists only then
         started = time.perf_counter()
-        try:
-            async with self._engine.begin() as connection:
-                outcomes = await connection.run_sync(_apply, [op for op, _ in batch])
-        except Exception as exc:  # noqa: BLE001 - every database failure fails the batch
-            self.stats.failed_batches += 1
-            log.warning("store.batch_failed", size=len(batch), error=repr(exc))
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(_refusal(exc))
-            return
+        for attempt in range(1, PG_ATTEMPTS + 1):
+            # A caller that gave up (a cancelled task, a timeout) is dropped, not run.
+            batch = [entry for entry in batch if not entry[1].done()]
+            if not batch:
+                return
+            try:
+                async with self._engine.begin() as connection:
+                    outcomes = await connection.run_sync(apply_ops, [op for op, _ in batch])
+                break
+            except Exception as exc:  # noqa: BLE001 - every database failure fails the batch
+                if attempt < PG_ATTEMPTS and rolled_back_for_a_retry(exc):
+                    self.stats.retried_batches += 1
+                    log.info("store.batch_retried", size=len(batch), error=repr(exc))
+                    await asyncio.sleep(random.uniform(0, 0.01 * attempt))  # noqa: S311
+                    continue
+                self.stats.failed_batches += 1
+                log.warning("store.batch_failed", size=len(batch), error=repr(exc))
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(refusal(exc))
+                return
         self.stats.committed(len(batch), time.perf_counter() - started)
         for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
             if future.done():

@@ -58,7 +58,8 @@ class TestManagerStats:
         for key in (
             "live_actors", "passivations", "rehydrations", "restarts", "expirations",
             "lease_takeovers", "checkpoints", "checkpoint_p50_ms", "checkpoint_p99_ms",
-            "writes_waiting",
+            "writes_waiting", "write_batches", "writes_committed", "largest_batch",
+            "write_batches_failed", "write_batches_retried",
         ):  # fmt: skip
             assert key in before, key
         assert before["checkpoint_p50_ms"] is None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -15,7 +15,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from actors import ManualClock
-from persistence import Database, downgrade_op, head_revision
+from persistence import Database, StoreUnavailable, downgrade_op, head_revision
 from persistence._models import Base, UTCDateTime
 from tests.conftest import ManagerFactory, history
 
@@ -190,3 +190,74 @@ class TestPostgresSchema:
         reordered, rounded = _pg_schema(pg_url, probe)
         assert list(json.loads(reordered)) == ["a", "zeta"]
         assert json.loads(rounded)["x"] != 1e300  # numeric: back as the int 10**300
+
+
+@pytest.mark.postgres
+class TestPostgresRetry:
+    """A batch the server rolled back for a deadlock runs again; other failures do not."""
+
+    @pytest.fixture
+    def database(self, pg_url: str) -> Iterator[Database]:
+        """The bare store on a fresh PostgreSQL database, with a scratch table."""
+        db = Database.open(pg_url)
+        db.store.writer.submit_threadsafe(
+            lambda c: c.execute(sa.text("CREATE TABLE probe (n int)"))
+        ).result(10)
+        yield db
+        db.close()
+
+    @staticmethod
+    def _insert_then_deadlock(times: int) -> tuple[Callable[[sa.Connection], int], list[int]]:
+        """An op that inserts a row, then fails as a deadlock victim its first ``times`` runs."""
+        runs: list[int] = []
+
+        def op(connection: sa.Connection) -> int:
+            runs.append(1)
+            connection.execute(sa.text("INSERT INTO probe VALUES (1)"))
+            if len(runs) <= times:
+                connection.execute(
+                    sa.text("DO $$ BEGIN RAISE EXCEPTION 'victim' USING ERRCODE = '40P01'; END $$")
+                )
+            return len(runs)
+
+        return op, runs
+
+    def _rows(self, db: Database) -> int:
+        count: int = db.store.writer.submit_threadsafe(
+            lambda c: c.execute(sa.text("SELECT count(*) FROM probe")).scalar_one()
+        ).result(10)
+        return count
+
+    def test_a_deadlock_victim_runs_again_and_commits_once(self, database: Database) -> None:
+        """Acknowledged after the second run; the first run's insert was rolled back."""
+        op, runs = self._insert_then_deadlock(times=1)
+        assert database.store.writer.submit_threadsafe(op).result(10) == 2
+        assert len(runs) == 2
+        assert self._rows(database) == 1
+        stats = database.store.writer.stats
+        assert (stats.retried_batches, stats.failed_batches) == (1, 0)
+
+    def test_a_batch_that_keeps_deadlocking_is_refused_with_nothing_stored(
+        self, database: Database
+    ) -> None:
+        """Three runs, then StoreUnavailable naming the deadlock; not one row stored."""
+        op, runs = self._insert_then_deadlock(times=99)
+        with pytest.raises(StoreUnavailable, match="victim"):
+            database.store.writer.submit_threadsafe(op).result(10)
+        assert len(runs) == 3
+        assert self._rows(database) == 0
+        stats = database.store.writer.stats
+        assert (stats.retried_batches, stats.failed_batches) == (2, 1)
+
+    def test_other_errors_are_not_retried(self, database: Database) -> None:
+        """A failure that is not a rollback-for-retry fails the batch on its first run."""
+        runs: list[int] = []
+
+        def op(connection: sa.Connection) -> None:
+            runs.append(1)
+            connection.execute(sa.text("INSERT INTO no_such_table VALUES (1)"))
+
+        with pytest.raises(StoreUnavailable):
+            database.store.writer.submit_threadsafe(op).result(10)
+        assert len(runs) == 1
+        assert database.store.writer.stats.retried_batches == 0

@@ -29,7 +29,8 @@ from persistence import (
 )
 from persistence._statements import sqlite_datetime
 from persistence._walcheckpoint import CHECKPOINT_EVERY, FALLBACK_PAGES
-from persistence._writer import DualOp, GroupCommitWriter
+from persistence._write_ops import DualOp
+from persistence._writer import GroupCommitWriter
 
 WAIT = 10.0
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
