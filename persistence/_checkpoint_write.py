@@ -10,7 +10,7 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any, cast
 
-from sqlalchemy import Connection, delete, insert, update
+from sqlalchemy import Connection, bindparam, delete, insert, update
 
 from persistence._records import Checkpoint
 from persistence._refusals import diagnose, explain_refusal
@@ -56,41 +56,65 @@ def checkpoint_op(cp: Checkpoint, dialect: str) -> Callable[[Connection], int]:
     return DualOp(op, bare) if dialect == "sqlite" else op
 
 
+# Built once: constructing these per checkpoint cost more than PostgreSQL running them.
+# Bind names differ from the column names, which SQLAlchemy reserves in SET clauses.
+_UPDATE_STATE = (
+    update(states)
+    .where(
+        states.c.session_id == bindparam("sid"),
+        states.c.version == bindparam("expected"),
+        states.c.epoch == bindparam("mine"),
+        states.c.status == "active",
+    )
+    .values(
+        context_variables=bindparam("context"),
+        current_phase=bindparam("phase"),
+        current_step=bindparam("step"),
+        updated_at=bindparam("now"),
+        expires_at=bindparam("expires"),
+        version=bindparam("new_version"),
+        message_count=bindparam("count"),
+    )
+)
+_UPDATE_STATE_AND_PLAN = _UPDATE_STATE.values(plan_data=bindparam("plan"))
+_DELETE_MESSAGES_FROM = delete(messages).where(
+    messages.c.session_id == bindparam("sid"), messages.c.seq >= bindparam("first")
+)
+_INSERT_MESSAGE = insert(messages)
+_TOUCH_SESSION = (
+    update(sessions)
+    .where(sessions.c.id == bindparam("sid"))
+    .values(last_active_at=bindparam("now"))
+)
+
+
 def core_checkpoint(connection: Connection, cp: Checkpoint) -> bool:
     """The checkpoint through SQLAlchemy Core (PostgreSQL); see :func:`sqlite_checkpoint`."""
-    values: dict[str, Any] = {
-        "context_variables": cp.context_json,
-        "current_phase": cp.phase,
-        "current_step": cp.step,
-        "updated_at": cp.now,
-        "expires_at": cp.expires_at,
-        "version": cp.expected_version + 1,
-        "message_count": cp.message_count,
+    sid = cp.session_id
+    params: dict[str, Any] = {
+        "sid": sid,
+        "expected": cp.expected_version,
+        "mine": cp.epoch,
+        "context": cp.context_json,
+        "phase": cp.phase,
+        "step": cp.step,
+        "now": cp.now,
+        "expires": cp.expires_at,
+        "new_version": cp.expected_version + 1,
+        "count": cp.message_count,
     }
+    statement = _UPDATE_STATE
     if cp.set_plan:
-        values["plan_data"] = cp.plan_json
-    result = connection.execute(
-        update(states)
-        .where(
-            states.c.session_id == cp.session_id,
-            states.c.version == cp.expected_version,
-            states.c.epoch == cp.epoch,
-            states.c.status == "active",
-        )
-        .values(**values)
-    )
-    if result.rowcount != 1:
+        statement = _UPDATE_STATE_AND_PLAN
+        params["plan"] = cp.plan_json
+    if connection.execute(statement, params).rowcount != 1:
         return False
     if cp.rewrite_from is not None:
-        connection.execute(
-            delete(messages).where(
-                messages.c.session_id == cp.session_id, messages.c.seq >= cp.rewrite_from
-            )
-        )
+        connection.execute(_DELETE_MESSAGES_FROM, {"sid": sid, "first": cp.rewrite_from})
     if cp.new_messages:
-        sid, first = cp.session_id, cp.first_seq
+        first = cp.first_seq
         connection.execute(
-            insert(messages),
+            _INSERT_MESSAGE,
             [
                 {
                     "session_id": sid,
@@ -104,7 +128,5 @@ def core_checkpoint(connection: Connection, cp: Checkpoint) -> bool:
                 for offset, row in enumerate(cp.new_messages)
             ],
         )
-    connection.execute(
-        update(sessions).where(sessions.c.id == cp.session_id).values(last_active_at=cp.now)
-    )
+    connection.execute(_TOUCH_SESSION, {"sid": sid, "now": cp.now})
     return True

@@ -60,6 +60,27 @@ class TestBothBackends:
         assert state["conversation_history"] == history(5)
         assert [s["session_id"] for s in second.list_sessions(user_id="u1")] == [session_id]
 
+    def test_plan_data_and_a_rewritten_history(
+        self, any_db_url: str, make_manager: ManagerFactory
+    ) -> None:
+        """A plan is set and then kept by saves without one; a summarised history replaces all.
+
+        Every form of the checkpoint statement (with and without a plan, with the rewrite's
+        delete) runs on each backend, and a new manager reads back exactly what was saved.
+        """
+        manager = make_manager(database_url=any_db_url)
+        session_id = manager.create_session("copilot", {})
+        assert manager.save_session_state(session_id, history(6), {"n": 1}, "plan", 1, {"p": [1]})
+        assert manager.save_session_state(session_id, history(8), {"n": 2}, "exec", 2)
+        summary = [{"role": "system", "content": "summary of 8 messages"}, *history(2, start=8)]
+        assert manager.save_session_state(session_id, summary, {"n": 3}, "exec", 3)
+        manager.close()
+        state = make_manager(database_url=any_db_url).load(session_id)
+        assert state["conversation_history"] == summary
+        assert (state["plan_data"], state["context_variables"]) == ({"p": [1]}, {"n": 3})
+        assert (state["current_phase"], state["current_step"], state["version"]) == ("exec", 3, 4)
+        assert state["message_count"] == 3
+
     def test_lifecycle_and_its_refusals(
         self, any_db_url: str, make_manager: ManagerFactory
     ) -> None:
