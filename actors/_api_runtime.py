@@ -114,7 +114,7 @@ class RuntimeAPI:
         return self._handle(session_id).runtime
 
     def _handle(self, session_id: str) -> RuntimeHandle:
-        require_str("session_id", session_id)
+        session_id = require_str("session_id", session_id)
         handle: RuntimeHandle = self._ask(session_id, UseRuntime())
         return handle
 
@@ -131,7 +131,7 @@ class RuntimeAPI:
         it does: the runtime is closed, the supervisor restarts the session from its last
         checkpoint, and the exception is raised here.
         """
-        require_str("session_id", session_id)
+        session_id = require_str("session_id", session_id)
         if not callable(function):
             raise InvalidArgument(f"function must be callable, not {type(function).__name__}")
         return self._ask(session_id, RunInActor(function, args, kwargs))
@@ -142,7 +142,7 @@ class RuntimeAPI:
         Returns:
             Whether a runtime was built (and is now closed).
         """
-        require_str("session_id", session_id)
+        session_id = require_str("session_id", session_id)
         closed: bool = self._ask(session_id, DiscardRuntime())
         return closed
 

@@ -66,8 +66,9 @@ class SideTables:
             SessionNotFound, InvalidTransition (session finished), NotSerializable,
             InvalidArgument.
         """
-        require_str("session_id", session_id)
-        require_str("approval_type", approval_type, max_length=64)  # its column's width
+        session_id = require_str("session_id", session_id)
+        # 64: the width of its column
+        approval_type = require_str("approval_type", approval_type, max_length=64)
         if not isinstance(context, dict):
             raise InvalidArgument(f"context must be a dict, not {type(context).__name__}")
         context_json = _json.encode(context, "context", self._settings.max_state_bytes)
@@ -105,7 +106,7 @@ class SideTables:
         Raises:
             ApprovalNotFound: no such request. InvalidArgument, NotSerializable.
         """
-        require_str("approval_id", approval_id)
+        approval_id = require_str("approval_id", approval_id)
         if resolution not in APPROVAL_RESOLUTIONS:
             raise InvalidArgument(
                 f"resolution must be one of {', '.join(APPROVAL_RESOLUTIONS)}, not {resolution!r}"
@@ -122,13 +123,13 @@ class SideTables:
 
     def get_approval(self, approval_id: str) -> dict[str, Any] | None:
         """An approval request as a dict, or ``None`` if it does not exist."""
-        require_str("approval_id", approval_id)
+        approval_id = require_str("approval_id", approval_id)
         record: ApprovalRecord | None = self._store_call(self._db.store.get_approval(approval_id))
         return None if record is None else _approval_dict(record)
 
     def list_pending_approvals(self, session_id: str) -> list[dict[str, Any]]:
         """The pending approval requests of a session, oldest first."""
-        require_str("session_id", session_id)
+        session_id = require_str("session_id", session_id)
         records: list[ApprovalRecord] = self._store_call(
             self._db.store.pending_approvals(session_id)
         )
@@ -144,8 +145,8 @@ class SideTables:
         Raises:
             SessionNotFound: ``session_id`` does not exist.
         """
-        require_str("task_id", task_id)
-        require_optional_str("session_id", session_id)
+        task_id = require_str("task_id", task_id)
+        session_id = require_optional_str("session_id", session_id)
         self._store_call(
             self._db.store.register_connection(
                 task_id, session_id, self._settings.instance_id, self._now()
@@ -154,19 +155,19 @@ class SideTables:
 
     def heartbeat(self, task_id: str) -> bool:
         """Refresh a connection; ``False`` if it is unknown (or was already removed)."""
-        require_str("task_id", task_id)
+        task_id = require_str("task_id", task_id)
         alive: bool = self._store_call(self._db.store.heartbeat(task_id, self._now()))
         return alive
 
     def unregister_connection(self, task_id: str) -> bool:
         """Forget a connection; ``False`` if it was unknown."""
-        require_str("task_id", task_id)
+        task_id = require_str("task_id", task_id)
         removed: bool = self._store_call(self._db.store.unregister_connection(task_id))
         return removed
 
     def list_connections(self, session_id: str | None = None) -> list[dict[str, Any]]:
         """Live connections (of one session, or all)."""
-        require_optional_str("session_id", session_id)
+        session_id = require_optional_str("session_id", session_id)
         rows: list[dict[str, Any]] = self._store_call(
             self._db.store.connections_of(None if session_id is None else [session_id])
         )

@@ -298,9 +298,9 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
             StoreUnavailable: the database refused the write.
         """
         self._check_open()
-        require_str("mode", mode, max_length=64)  # the width of session_states.mode
-        require_optional_str("user_id", user_id)
-        require_optional_str("name", name)
+        mode = require_str("mode", mode, max_length=64)  # the width of session_states.mode
+        user_id = require_optional_str("user_id", user_id)
+        name = require_optional_str("name", name)
         if not isinstance(config, dict):
             raise InvalidArgument(f"config must be a dict, not {type(config).__name__}")
         config_json = _json.encode(config, "config", self._settings.max_state_bytes)
@@ -351,14 +351,19 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
             StaleSession, NotSerializable, PayloadTooLarge, InvalidArgument,
             StoreUnavailable. On any error nothing was stored.
         """
-        require_str("session_id", session_id)
-        require_str("current_phase", current_phase, allow_empty=True)
+        session_id = require_str("session_id", session_id)
+        current_phase = require_str("current_phase", current_phase, allow_empty=True)
         require_step(current_step)
         if not isinstance(conversation_history, list):
             raise InvalidArgument(
                 "conversation_history must be a list of message dicts,"
                 f" not {type(conversation_history).__name__}"
             )
+        if type(conversation_history) is not list:  # a subclass: the actor reads a plain copy
+            try:
+                conversation_history = list(conversation_history)
+            except Exception as exc:
+                raise _json.unreadable("conversation_history", exc) from exc
         if not isinstance(context_variables, dict):
             raise InvalidArgument(
                 f"context_variables must be a dict, not {type(context_variables).__name__}"
@@ -381,7 +386,7 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
         return version
 
     def _transition(self, session_id: str, action: str) -> int:
-        require_str("session_id", session_id)
+        session_id = require_str("session_id", session_id)
         version: int = self._ask(session_id, Transition(action))
         return version
 
@@ -408,7 +413,7 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
             SessionNotFound: it does not exist.
             SessionOwnedElsewhere: another live manager holds it.
         """
-        require_str("session_id", session_id)
+        session_id = require_str("session_id", session_id)
         self._check_open()
         self._supervisor.remove(session_id).get(timeout=self._settings.call_timeout)
         deleted = self._store_call(
@@ -424,7 +429,7 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
         Raises:
             SessionNotFound: it does not exist.
         """
-        require_str("session_id", session_id)
+        session_id = require_str("session_id", session_id)
         self._check_open()
         document: SessionDocument | None = self._db.load(session_id)
         if document is None:
@@ -437,7 +442,7 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
         Raises:
             SessionNotFound: it does not exist.
         """
-        require_str("session_id", session_id)
+        session_id = require_str("session_id", session_id)
         self._check_open()
         summary: SessionSummary | None = self._db.session_info(session_id)
         if summary is None:

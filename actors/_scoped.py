@@ -55,7 +55,7 @@ class UserScope:
 
     def _check(self, session_id: Any) -> None:
         """Raise AccessDenied if the session exists and is not this user's."""
-        require_str("session_id", session_id)
+        session_id = require_str("session_id", session_id)
         try:
             owner = self._manager.info(session_id)["user_id"]
         except SessionNotFound:
@@ -71,7 +71,7 @@ class UserScope:
         return approval
 
     def _same_user(self, user_id: str | None) -> None:
-        require_optional_str("user_id", user_id)
+        user_id = require_optional_str("user_id", user_id)
         if user_id is not None and user_id != self._user_id:
             raise InvalidArgument(
                 f"this view is scoped to user {self._user_id!r}; it cannot act for {user_id!r}"
@@ -223,14 +223,14 @@ class UserScope:
 
     def resolve_approval(self, approval_id: str, resolution: str, result: Any = None) -> bool:
         """``SessionManager.resolve_approval`` of a request of this user's sessions."""
-        require_str("approval_id", approval_id)
+        approval_id = require_str("approval_id", approval_id)
         if self._check_approval(approval_id) is None:
             raise ApprovalNotFound(approval_id)
         return self._manager.resolve_approval(approval_id, resolution, result)
 
     def get_approval(self, approval_id: str) -> dict[str, Any] | None:
         """``SessionManager.get_approval`` of a request of this user's sessions."""
-        require_str("approval_id", approval_id)
+        approval_id = require_str("approval_id", approval_id)
         return self._check_approval(approval_id)
 
     def list_pending_approvals(self, session_id: str) -> list[dict[str, Any]]:

@@ -26,7 +26,7 @@ from persistence import (
     encode_message,
     sample_positions,
 )
-from persistence._json import clone
+from persistence._json import clone, unreadable
 
 if TYPE_CHECKING:
     from actors._settings import Settings
@@ -255,7 +255,10 @@ class SessionActor(QuickActor):
             elif position in kept:
                 samples[position] = kept[position]
             else:  # not sampled before (a lease from a damaged history): take it as it is now
-                samples[position] = clone(history[position])
+                try:
+                    samples[position] = clone(history[position])
+                except Exception:  # noqa: BLE001, S112 - committed already; sample less
+                    continue
         return samples
 
     def _current(self, action: str) -> StateRecord:
@@ -289,16 +292,23 @@ class SessionActor(QuickActor):
             raise InvalidTransition(self.session_id, state.status, "save")
         history = save.history
         known = state.message_count
-        if save.rewritten is None:
-            append = self._is_append(history, known)
-        else:  # the caller knows; a shorter history is never an append
-            append = not save.rewritten and len(history) >= known
-        first = known if append else 0
-        limit = self._settings.max_message_bytes
-        rows = [
-            encode_message(message, f"conversation_history[{first + offset}]", limit)
-            for offset, message in enumerate(history[first:])
-        ]
+        try:
+            if save.rewritten is None:
+                append = self._is_append(history, known)
+            else:  # the caller knows; a shorter history is never an append
+                append = not save.rewritten and len(history) >= known
+            first = known if append else 0
+            limit = self._settings.max_message_bytes
+            rows = [
+                encode_message(message, f"conversation_history[{first + offset}]", limit)
+                for offset, message in enumerate(history[first:])
+            ]
+        except SessionSupervisorError:
+            raise
+        except Exception as exc:
+            # The caller's own objects raised (a message whose __eq__ or items() fails):
+            # bad input, refused like any other, not a crash of this actor.
+            raise unreadable("conversation_history", exc) from exc
         settings = self._settings
         now = settings.now()
         checkpoint = Checkpoint(

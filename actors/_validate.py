@@ -14,24 +14,27 @@ MAX_SECONDS = 100 * 365 * 24 * 3600
 def require_str(
     name: str, value: Any, *, allow_empty: bool = False, max_length: int = MAX_ID_LENGTH
 ) -> str:
-    """Return ``value`` if it is a (non-empty) ``str`` without NUL, else raise.
+    """Return ``value`` as a plain ``str`` if it is a (non-empty) ``str`` without NUL, else raise.
 
-    ``max_length`` is the width of the column the value is stored in.
+    ``max_length`` is the width of the column the value is stored in. A ``str`` subclass
+    (a ``StrEnum``, say) comes back as a plain ``str`` with the same characters, so its own
+    ``__hash__`` or ``__eq__`` can never make one session look like two.
     """
     if not isinstance(value, str):
         raise InvalidArgument(f"{name} must be a str, not {type(value).__name__}")
-    if not value and not allow_empty:
+    text: str = value if type(value) is str else str.__str__(value)
+    if not text and not allow_empty:
         raise InvalidArgument(f"{name} must not be empty")
-    if len(value) > max_length:
-        raise InvalidArgument(f"{name} is {len(value)} characters long; at most {max_length}")
-    if "\x00" in value:
+    if len(text) > max_length:
+        raise InvalidArgument(f"{name} is {len(text)} characters long; at most {max_length}")
+    if "\x00" in text:
         raise InvalidArgument(f"{name} must not contain NUL characters")
-    if not value.isascii():
+    if not text.isascii():
         try:
-            value.encode("utf-8")
+            text.encode("utf-8")
         except UnicodeEncodeError:
             raise InvalidArgument(f"{name} is not valid unicode") from None
-    return value
+    return text
 
 
 def require_optional_str(name: str, value: Any) -> str | None:

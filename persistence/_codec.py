@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from persistence import _json
-from persistence._errors import NotSerializable
+from persistence._errors import NotSerializable, SessionSupervisorError
 from persistence._records import MessageRow
 
 _COLUMNS = ("role", "agent", "content", "timestamp")
@@ -33,6 +33,15 @@ def encode_message(message: Any, path: str, limit: int | None) -> MessageRow:
     """
     if not isinstance(message, dict):
         raise NotSerializable(path, f"a message must be a dict, not {type(message).__name__}")
+    try:
+        return _encode_dict(message, path, limit)
+    except SessionSupervisorError:  # NotSerializable, PayloadTooLarge
+        raise
+    except Exception as exc:  # its own methods raised (a hostile dict or str subclass)
+        raise _json.unreadable(path, exc) from exc
+
+
+def _encode_dict(message: dict[Any, Any], path: str, limit: int | None) -> MessageRow:
     columns: list[str | None] = [None, None, None, None]
     extra: dict[str, Any] | None = None
     size = 0

@@ -13,7 +13,7 @@ import math
 import sys
 from typing import Any
 
-from persistence._errors import NotSerializable, PayloadTooLarge
+from persistence._errors import NotSerializable, PayloadTooLarge, SessionSupervisorError
 
 MAX_DEPTH = 100
 
@@ -24,6 +24,18 @@ _DECODER = json.JSONDecoder()
 def check(value: Any, path: str = "$") -> None:
     """Raise :class:`NotSerializable` unless ``value`` is plain, finite, acyclic JSON."""
     _check(value, path, 0, set())
+
+
+def unreadable(path: str, error: BaseException) -> NotSerializable:
+    """The error for a value whose own methods raised while it was read (a hostile subclass)."""
+    return NotSerializable(path, f"reading it raised {type(error).__name__}: {error}")
+
+
+def _key_text(key: Any) -> str:
+    try:
+        return repr(key)
+    except Exception:  # noqa: BLE001 - a key whose __repr__ raises is named by its type
+        return f"<{type(key).__name__}>"
 
 
 def _check_str(value: str, path: str) -> None:
@@ -67,21 +79,31 @@ def _check(value: Any, path: str, depth: int, seen: set[int]) -> None:
         if marker in seen:
             raise NotSerializable(path, "it contains itself (a cycle)")
         seen.add(marker)
-        if isinstance(value, dict):
-            for key, item in value.items():
-                if not isinstance(key, str):
-                    raise NotSerializable(
-                        f"{path}[{key!r}]", f"key {key!r} is a {type(key).__name__}, not str"
-                    )
-                _check_str(key, f"{path}.{key}")
-                _check(item, f"{path}.{key}", depth + 1, seen)
-        else:
-            for index, item in enumerate(value):
-                _check(item, f"{path}[{index}]", depth + 1, seen)
+        try:
+            _check_items(value, path, depth, seen)
+        except SessionSupervisorError:  # NotSerializable, PayloadTooLarge
+            raise
+        except Exception as exc:  # its own methods raised (items, __iter__, __eq__ ...)
+            raise unreadable(path, exc) from exc
         seen.discard(marker)
         return
     hint = " (use a list)" if isinstance(value, tuple) else ""
     raise NotSerializable(path, f"a {type(value).__name__} is not JSON{hint}")
+
+
+def _check_items(value: dict[Any, Any] | list[Any], path: str, depth: int, seen: set[int]) -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                name = _key_text(key)
+                raise NotSerializable(
+                    f"{path}[{name}]", f"key {name} is a {type(key).__name__}, not str"
+                )
+            _check_str(key, f"{path}.{key}")
+            _check(item, f"{path}.{key}", depth + 1, seen)
+    else:
+        for index, item in enumerate(value):
+            _check(item, f"{path}[{index}]", depth + 1, seen)
 
 
 def _faithful_text(value: Any) -> str | None:
@@ -96,7 +118,7 @@ def _faithful_text(value: Any) -> str | None:
     """
     try:
         text = _ENCODER.encode(value)
-    except (TypeError, ValueError, RecursionError):
+    except Exception:  # noqa: BLE001 - anything not plain JSON, hostile subclasses too
         return None
     if text.count("[") + text.count("{") > MAX_DEPTH:
         return None
@@ -105,7 +127,10 @@ def _faithful_text(value: Any) -> str | None:
             text.encode("utf-8")
         except UnicodeEncodeError:
             return None
-    if _DECODER.decode(text) != value:
+    try:
+        if _DECODER.decode(text) != value:
+            return None
+    except Exception:  # noqa: BLE001 - a hostile __eq__: let check() have a closer look
         return None
     return text
 
@@ -120,7 +145,10 @@ def encode(value: Any, path: str = "$", limit: int | None = None) -> str:
     text = _faithful_text(value)
     if text is None:
         check(value, path)  # raises, naming the offending path
-        text = _ENCODER.encode(value)  # plain after all (e.g. deeply nested brackets)
+        try:
+            text = _ENCODER.encode(value)  # plain after all (e.g. deeply nested brackets)
+        except Exception as exc:  # raised by the value's own methods
+            raise unreadable(path, exc) from exc
     if limit is not None:
         size = len(text) if text.isascii() else len(text.encode("utf-8"))
         if size > limit:

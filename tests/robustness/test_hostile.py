@@ -129,6 +129,51 @@ def _msg(**fields: Any) -> Callable[[], list[Any]]:
     return lambda: [*history(2), {"role": "user", **fields}]
 
 
+class _Raises(RuntimeError):
+    """What the hostile subclasses below raise when read."""
+
+
+class _ItemsRaise(dict[str, Any]):
+    """A dict whose items() raises: a caller's own broken mapping."""
+
+    def items(self) -> Any:
+        raise _Raises("items() is broken")
+
+
+class _IterRaises(list[Any]):
+    """A list whose iteration and length raise."""
+
+    def __iter__(self) -> Any:
+        raise _Raises("__iter__ is broken")
+
+    def __len__(self) -> int:
+        raise _Raises("__len__ is broken")
+
+
+class _EqRaises(str):
+    """A str whose comparison raises (met when the stored prefix is compared)."""
+
+    __hash__ = str.__hash__
+
+    def __eq__(self, other: object) -> bool:
+        raise _Raises("__eq__ is broken")
+
+
+class _ReprRaises:
+    """A dict key whose repr raises."""
+
+    def __repr__(self) -> str:
+        raise _Raises("__repr__ is broken")
+
+
+def _prefix_with_hostile_eq() -> list[Any]:
+    # The session's stored history is history(4): a same-length prefix whose first message
+    # compares by raising, then a new message.
+    stored = history(4)
+    stored[0] = {key: _EqRaises(value) for key, value in stored[0].items()}
+    return [*stored, {"role": "user", "content": "new"}]
+
+
 REFUSED_SAVES: dict[str, tuple[Callable[[], Payload], type[Exception]]] = {
     "history-not-a-list": (_save(history_=lambda: {"role": "user"}), InvalidArgument),
     "history-is-a-string": (_save(history_=lambda: "hello"), InvalidArgument),
@@ -183,6 +228,14 @@ REFUSED_SAVES: dict[str, tuple[Callable[[], Payload], type[Exception]]] = {
     "step-a-bool": (_save(step=True), InvalidArgument),
     "step-huge": (_save(step=2**63), InvalidArgument),
     "plan-not-a-dict-of-json": (_save(plan=lambda: {"p": {1, 2}}), NotSerializable),
+    "message-items-raise": (
+        _save(history_=lambda: [*history(4), _ItemsRaise(role="user")]),
+        NotSerializable,
+    ),
+    "history-iteration-raises": (_save(history_=lambda: _IterRaises(history(5))), NotSerializable),
+    "context-items-raise": (_save(context=lambda: _ItemsRaise(a=1)), NotSerializable),
+    "stored-prefix-eq-raises": (_save(history_=_prefix_with_hostile_eq), NotSerializable),
+    "key-repr-raises": (_save(context=lambda: {"a": {_ReprRaises(): 1}}), NotSerializable),
 }
 
 
@@ -196,6 +249,7 @@ class TestRefusedSaves:
         """The typed API raises the named error, the seed façade returns False; nothing changes."""
         build, error = REFUSED_SAVES[case]
         before = snapshot(hostile_manager, session)
+        crashes = hostile_manager.stats()["crashes"]
         with pytest.raises(error) as raised:
             hostile_manager.checkpoint(session, *build())
         assert isinstance(raised.value, SessionSupervisorError)
@@ -204,6 +258,7 @@ class TestRefusedSaves:
         assert snapshot(hostile_manager, session) == before
         live = hostile_manager.live(session)
         assert (live.version, live.message_count) == (before["state"]["version"], 4)
+        assert hostile_manager.stats()["crashes"] == crashes  # a refusal, not a crash
 
 
 # ---------------------------------------------------------------------------- stored faithfully
@@ -313,6 +368,31 @@ class TestSessionIds:
         assert hostile_manager.delete_session(bad) is False
         assert snapshot(hostile_manager, session) == before
         assert _count(hostile_manager) == count
+
+    def test_a_str_subclass_id_is_the_same_session(
+        self, hostile_manager: SessionManager, session: str
+    ) -> None:
+        """An id that is a str subclass with its own hash and equality names the same session.
+
+        It is used as a plain str, so it reaches the session's one live actor: no second
+        actor, no lease refusal for the genuine id afterwards.
+        """
+
+        class OddId(str):
+            __slots__ = ()
+
+            def __hash__(self) -> int:
+                return 7
+
+            def __eq__(self, other: object) -> bool:
+                return False
+
+        odd = OddId(session)
+        longer = [*history(4), {"role": "user", "content": "via the odd id"}]
+        assert hostile_manager.save_session_state(odd, longer, {}, "p", 3)
+        assert hostile_manager.save_session_state(session, [*longer, *history(1)], {}, "p", 4)
+        assert hostile_manager.load(odd)["current_step"] == 4
+        assert hostile_manager.stats()["lease_takeovers"] == 0
 
     @pytest.mark.parametrize("bad", [123, "\x00", "\ud800", ["a"], b"s"])
     def test_list_connections_refuses_a_bad_session_id(

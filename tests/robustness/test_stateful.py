@@ -1,7 +1,8 @@
 """A hypothesis state machine drives the manager against a simple model of the sessions.
 
 Random sequences of create, save (appends, truncations, rewrites), suspend, resume,
-complete, delete, sweep after advancing the injected clock, and close-and-reopen run on a
+complete, delete (and every call on a deleted id), sweep after advancing the injected
+clock, and close-and-reopen run on a
 real SQLite file, with ``max_live=3`` so actors are also passivated and rehydrated all the
 time. After every step each session's stored status, version, history, context, phase and
 step must be exactly what the model says; the seed façade's True/False must be what the
@@ -58,6 +59,7 @@ class SessionsMachine(RuleBasedStateMachine):
     """The manager and its model, step by step."""
 
     sessions = Bundle("sessions")
+    deleted_sessions = Bundle("deleted_sessions")
 
     def __init__(self) -> None:
         super().__init__()
@@ -127,13 +129,30 @@ class SessionsMachine(RuleBasedStateMachine):
             model.version += 1
             model.expires_at = self.clock() + TTL if target == "active" else None
 
-    @rule(session_id=consumes(sessions))
-    def delete(self, session_id: str) -> None:
+    @rule(target=deleted_sessions, session_id=consumes(sessions))
+    def delete(self, session_id: str) -> str:
         """Delete removes a session (whatever its status) and nothing else."""
         ok = self.manager.delete_session(session_id)
         assert ok == (session_id in self.model)
         self.model.pop(session_id, None)
         self.deleted.append(session_id)
+        return session_id
+
+    @rule(
+        session_id=deleted_sessions,
+        action=st.sampled_from(["save", "load", "info", *sorted(LIFECYCLE), "delete"]),
+    )
+    def use_deleted(self, session_id: str, action: str) -> None:
+        """Every seed call on a deleted session is refused (False / None) and changes nothing."""
+        if action == "save":
+            result = self.manager.save_session_state(session_id, [], {}, "p", 1)
+        elif action == "load":
+            result = self.manager.load_session_state(session_id)
+        elif action == "info":
+            result = self.manager.get_session_info(session_id)
+        else:
+            result = getattr(self.manager, f"{action}_session")(session_id)
+        assert result in (False, None), (action, result)
 
     @rule(minutes=st.integers(min_value=1, max_value=180))
     def sweep(self, minutes: int) -> None:
