@@ -144,6 +144,7 @@ class SessionsMachine(RuleBasedStateMachine):
     )
     def use_deleted(self, session_id: str, action: str) -> None:
         """Every seed call on a deleted session is refused (False / None) and changes nothing."""
+        result: bool | dict[str, Any] | None
         if action == "save":
             result = self.manager.save_session_state(session_id, [], {}, "p", 1)
         elif action == "load":
