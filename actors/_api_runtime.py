@@ -182,8 +182,9 @@ class RuntimeAPI:
             >>> with manager.unit_of_work(session_id) as work:  # doctest: +SKIP
             ...     work.runtime.answer("next question")
 
-        Units of work on one live session run one at a time. On a normal exit the
-        runtime's ``snapshot()`` (if it has one, and ``checkpoint`` is true) is
+        Units of work on one live session run one at a time, and a session in one is
+        never passivated (idle or over ``max_live``), however long it takes. On a normal
+        exit the runtime's ``snapshot()`` (if it has one, and ``checkpoint`` is true) is
         checkpointed: a dict with the arguments of ``checkpoint`` but ``session_id``.
         If the block (or that checkpoint) raises, the runtime is discarded, so the next
         use rebuilds it from the last checkpoint, and the error propagates.

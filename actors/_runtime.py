@@ -191,15 +191,23 @@ class RuntimeSlot:
         session_id: the session.
         spec: the manager's factory and closer (``None``: no factory configured).
         bound_log: the actor's logger (with ``session_id`` bound).
+        work_lock: the lock units of work hold (the supervisor's, so that it never
+            passivates an actor in the middle of one); a new lock by default.
     """
 
-    def __init__(self, session_id: str, spec: RuntimeSpec | None, bound_log: Any) -> None:
+    def __init__(
+        self,
+        session_id: str,
+        spec: RuntimeSpec | None,
+        bound_log: Any,
+        work_lock: threading.Lock | None = None,
+    ) -> None:
         self._session_id = session_id
         self._spec = spec
         self._log = bound_log
         self._runtime: Any = None
         self._built = False
-        self._lock = threading.Lock()
+        self._lock = threading.Lock() if work_lock is None else work_lock
 
     def receive(self, message: RuntimeMessage, load_state: Callable[[], dict[str, Any]]) -> Any:
         """Handle a runtime message; ``load_state`` returns the last checkpoint's state dict."""

@@ -258,6 +258,21 @@ class UserScope:
         result: dict[str, Any] | None = await self._in_thread(self.load_session_state, session_id)
         return result
 
+    async def asuspend_session(self, session_id: str) -> bool:
+        """Async twin of ``suspend_session``."""
+        result: bool = await self._in_thread(self.suspend_session, session_id)
+        return result
+
+    async def aresume_session(self, session_id: str) -> bool:
+        """Async twin of ``resume_session``."""
+        result: bool = await self._in_thread(self.resume_session, session_id)
+        return result
+
+    async def adiscard_runtime(self, session_id: str) -> bool:
+        """Async twin of ``discard_runtime``."""
+        result: bool = await self._in_thread(self.discard_runtime, session_id)
+        return result
+
     async def acomplete_session(self, session_id: str) -> bool:
         """Async twin of ``complete_session``."""
         result: bool = await self._in_thread(self.complete_session, session_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any
 
 import pykka
@@ -60,6 +61,7 @@ class SessionActor(QuickActor):
         settings: Settings,
         supervisor: pykka.ActorProxy[Any],
         lease: Lease | None = None,
+        work_lock: threading.Lock | None = None,
     ) -> None:
         super().__init__()
         self.session_id = session_id
@@ -76,7 +78,7 @@ class SessionActor(QuickActor):
         self._owned_by: tuple[str | None] | None = None
         self._log = log.bind(session_id=session_id)
         # The session's live runtime, if the manager has a runtime_factory: held only here.
-        self._runtime_slot = RuntimeSlot(session_id, settings.runtimes, self._log)
+        self._runtime_slot = RuntimeSlot(session_id, settings.runtimes, self._log, work_lock)
         if lease is not None:
             self._adopt(lease)
 

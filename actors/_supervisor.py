@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import threading
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
@@ -20,11 +22,16 @@ from persistence import Lease, SessionSupervisorError
 
 log = structlog.get_logger("actors.supervisor")
 
+#: How many actors past the excess an eviction looks at, to step over busy ones.
+_BUSY_SLACK = 16
+
 
 @dataclass
 class _Live:
     ref: pykka.ActorRef[Any]
     last_used: datetime
+    # Held by a unit of work on the session: the actor is in use, never passivated then.
+    work_lock: threading.Lock
     epoch: int | None = None
 
 
@@ -106,22 +113,46 @@ class SessionSupervisor(QuickActor):
 
     def _spawn(self, session_id: str, lease: Lease | None) -> pykka.ActorRef[Any]:
         assert self._self_proxy is not None  # noqa: S101 - set in on_start
-        ref = SessionActor.start(session_id, self._settings, self._self_proxy, lease)
-        self._live[session_id] = _Live(ref, self._settings.now())
+        work_lock = threading.Lock()
+        ref = SessionActor.start(session_id, self._settings, self._self_proxy, lease, work_lock)
+        self._live[session_id] = _Live(ref, self._settings.now(), work_lock)
         self._stats.spawned += 1
-        self._evict_over_limit()
+        self._evict_over_limit(spared=session_id)
         return ref
 
-    def _evict_over_limit(self) -> None:
-        while len(self._live) > self._settings.max_live:
-            session_id, _ = next(iter(self._live.items()))
-            self._passivate(session_id)
+    def _evict_over_limit(self, spared: str) -> None:
+        """Passivate the least recently used actors over ``max_live``, but ``spared``.
 
-    def _passivate(self, session_id: str) -> None:
-        entry = self._live.pop(session_id)
-        entry.ref.tell(Passivate())
-        self._stopping[session_id] = entry.ref.stop(block=False)
+        Actors in a unit of work are skipped: with all of them busy the limit is exceeded
+        until a later spawn finds some idle again.
+        """
+        excess = len(self._live) - self._settings.max_live
+        if excess <= 0:
+            return
+        candidates = (session_id for session_id in self._live if session_id != spared)
+        for session_id in list(itertools.islice(candidates, excess + _BUSY_SLACK)):
+            if excess == 0:
+                break
+            if self._passivate(session_id):
+                excess -= 1
+
+    def _passivate(self, session_id: str) -> bool:
+        """Stop an idle actor (its state is durable); ``False`` if a unit of work holds it.
+
+        The work lock is held while the stop is queued: a unit of work that was about to
+        start then finds the actor stopped and moves on to its successor.
+        """
+        entry = self._live[session_id]
+        if not entry.work_lock.acquire(blocking=False):
+            return False
+        try:
+            del self._live[session_id]
+            entry.ref.tell(Passivate())
+            self._stopping[session_id] = entry.ref.stop(block=False)
+        finally:
+            entry.work_lock.release()
         self._stats.passivations += 1
+        return True
 
     def _retire(self, session_id: str) -> None:
         entry = self._live.pop(session_id, None)
@@ -279,8 +310,7 @@ class SessionSupervisor(QuickActor):
         self._stats.expirations += len(counts.expired_sessions)
         idle_before = now - settings.idle_timeout
         idle = [sid for sid, entry in self._live.items() if entry.last_used < idle_before]
-        for session_id in idle:
-            self._passivate(session_id)
+        idle = [session_id for session_id in idle if self._passivate(session_id)]
         for session_id in list(self._stopping):
             self._await_stopped(session_id)
         self.restart_due()

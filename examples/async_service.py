@@ -81,8 +81,8 @@ class LoopLag:
         return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] if ordered else 0.0
 
 
-async def client(manager: SessionManager, number: int, turns: int) -> int:
-    """One client: open a session, chat, complete it; return the turns checkpointed."""
+async def client(manager: SessionManager, number: int, turns: int) -> tuple[str, int]:
+    """One client: open a session, chat, complete it; return its id and turns checkpointed."""
     user = manager.for_user(f"user-{number % 20}")
     session_id = await user.acreate_session("chat", {"client": number})
     for turn in range(turns):
@@ -93,7 +93,7 @@ async def client(manager: SessionManager, number: int, turns: int) -> int:
         raise RuntimeError(f"session {session_id} did not checkpoint every turn: {info}")
     if not await manager.acomplete_session(session_id):
         raise RuntimeError(f"session {session_id} could not be completed")
-    return turns
+    return session_id, turns
 
 
 async def serve(database_url: str, sessions: int, turns: int) -> None:
@@ -113,10 +113,18 @@ async def serve(database_url: str, sessions: int, turns: int) -> None:
         done = await asyncio.gather(*(client(manager, n, turns) for n in range(sessions)))
         elapsed = time.perf_counter() - started
         stats = await asyncio.to_thread(manager.stats)
-        completed = await manager.alist_sessions(status="completed", limit=sessions + 1)
-        mine = await manager.for_user("user-7").alist_sessions(limit=sessions + 1)
+        # Count this run's sessions only: the database may hold earlier runs' too.
+        owner = {session_id: f"user-{n % 20}" for n, (session_id, _) in enumerate(done)}
+        infos = await asyncio.gather(*(manager.aget_session_info(sid) for sid in owner))
+        completed = [i for i in infos if i is not None and i["status"] == "completed"]
+        seen = await manager.for_user("user-7").alist_sessions(limit=1_000_000)
+        mine = [row for row in seen if row["session_id"] in owner]
     heartbeat.cancel()
-    checkpoints = sum(done)
+    checkpoints = sum(turns for _, turns in done)
+    if any(owner[row["session_id"]] != "user-7" for row in mine):
+        raise SystemExit("user-7's view listed another user's session")
+    if len(mine) != sum(1 for user in owner.values() if user == "user-7"):
+        raise SystemExit(f"user-7's view lists {len(mine)} of its sessions")
     print(f"completed sessions: {len(completed)}; user-7 sees only its own: {len(mine)}")
     print(f"checkpoints: {checkpoints} in {elapsed:.2f} s = {checkpoints / elapsed:.0f} per second"
           f" ({sessions / elapsed:.0f} sessions per second)")  # fmt: skip

@@ -143,7 +143,8 @@ class Worker:
         self.process = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )
-        threading.Thread(target=self._relay, daemon=True).start()
+        self.relay = threading.Thread(target=self._relay, daemon=True)
+        self.relay.start()
 
     def _relay(self) -> None:
         for line in self.process.stdout or ():
@@ -185,7 +186,8 @@ def run_demo(url: str) -> int:
         one.process.send_signal(signal.SIGKILL)
         killed_at = time.monotonic()
         one.process.wait(10)
-        with one.lock:  # the relay may still have had acknowledged lines in the pipe
+        one.relay.join(10)  # it reads the dead worker's pipe to its end: every ack it wrote
+        with one.lock:
             acked = {short: one.acked[short] for short in victims}
         print(f"killed worker-1 (kill -9); its last acknowledged steps: {acked}")
         print("worker-2 waits for worker-1's leases to lapse ...")

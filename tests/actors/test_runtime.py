@@ -380,6 +380,40 @@ class TestUnitOfWork:
             holder.join(10)
         assert rt_manager.load(session_id)["message_count"] == 4
 
+    def test_a_unit_of_work_is_not_passivated_when_idle(
+        self, rt_manager: SessionManager, built: Built, clock: ManualClock
+    ) -> None:
+        """A unit of work outlasting ``idle_timeout`` (a slow human) keeps its runtime open.
+
+        The sweep skips the busy actor; once the unit ends, the next idle sweep passivates it.
+        """
+        session_id = rt_manager.create_session("copilot", {})
+        with rt_manager.unit_of_work(session_id) as work:
+            clock.advance(minutes=11)
+            assert rt_manager.sweep()["passivated"] == 0
+            assert work.runtime.closed == 0
+            work.runtime.turn("after a long wait")
+        assert built == [work.runtime]
+        assert rt_manager.load(session_id)["message_count"] == 2
+        clock.advance(minutes=11)
+        assert rt_manager.sweep()["passivated"] == 1
+        assert work.runtime.closed == 1
+
+    def test_a_unit_of_work_is_not_evicted_over_max_live(
+        self, make_manager: ManagerFactory, built: Built
+    ) -> None:
+        """Over ``max_live`` the least recently used idle actors go, never one in use."""
+        manager = make_manager(runtime_factory=built.factory, max_live=2)
+        busy = manager.create_session("copilot", {})
+        with manager.unit_of_work(busy) as work:
+            others = [manager.create_session("copilot", {}) for _ in range(3)]
+            assert work.runtime.closed == 0
+            assert busy in manager.live_sessions()
+            work.runtime.turn("still here")
+        assert len(manager.live_sessions()) <= 3
+        assert manager.load(busy)["message_count"] == 2
+        assert all(manager.load(other)["status"] == "active" for other in others)
+
     def test_explicit_checkpoint_and_bad_snapshots(self, make_manager: ManagerFactory) -> None:
         """work.checkpoint(...) saves now; a runtime without snapshot() saves nothing itself."""
         manager = make_manager(runtime_factory=lambda state: object())

@@ -147,7 +147,7 @@ class TestAsyncScope:
     """The scope's async twins run off the loop and check the owner too."""
 
     def test_async_twins(self, scoped: SessionManager) -> None:
-        """acreate_session/alist_sessions/aunit_of_work work; a foreign aload is denied."""
+        """Create, save, suspend, resume, discard, unit of work: fine; foreign ids: denied."""
         bob = scoped.create_session("copilot", {}, user_id="bob")
 
         async def use() -> tuple[str, list[dict[str, Any]]]:
@@ -156,8 +156,14 @@ class TestAsyncScope:
             assert await alice.asave_session_state(mine, history(2), {}, "p")
             async with alice.aunit_of_work(mine) as work:
                 assert work.runtime == {"built_for": "alice"}
+            assert await alice.asuspend_session(mine)
+            assert await alice.aresume_session(mine)
+            assert await alice.adiscard_runtime(mine)
             with pytest.raises(AccessDenied):
                 await alice.aload(bob)
+            for twin in (alice.asuspend_session, alice.aresume_session, alice.adiscard_runtime):
+                with pytest.raises(AccessDenied):
+                    await twin(bob)
             with pytest.raises(AccessDenied):
                 async with alice.aunit_of_work(bob):
                     pytest.fail("entered")  # pragma: no cover

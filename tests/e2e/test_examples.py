@@ -75,7 +75,11 @@ class TestExamples:
         assert len(contents) == len(set(contents)) == 12
 
     def test_approvals(self, tmp_path: Path) -> None:
-        """Every answer is acted on; the unanswered request expires and a late answer fails."""
+        """Every answer is acted on; the unanswered plan expires, the session reacts.
+
+        The late answer to the expired request is refused; the session suspends, resumes
+        and asks again; every decision is stored with the session.
+        """
         url = f"sqlite:///{tmp_path / 'approvals.db'}"
         out = run_example("approvals.py", tmp_path, "--database-url", url).stdout
         assert_lines(
@@ -89,18 +93,35 @@ class TestExamples:
             "(allowed once)",
             "the human chose skip",
             "shell denied",
-            "approvals expired: 1",
-            "no answer before the deadline: keeps the results private",
+            "publishes the results",
         )
-        assert "accepted=False, too late" in out
-        assert_lines(out, "plan v1 approved", "the human chose abort", "aborts the task")
+        assert_lines(
+            out,
+            "session 'quick'",
+            "approvals expired: 1",
+            "accepted=False, too late",
+            "plan v1 got no answer before its deadline: runs nothing",
+            "suspended until a human is back (status: suspended)",
+            "resumed: asks again",
+            "plan v1 approved",
+            "the human chose abort",
+            "aborts the task",
+        )
         with create_session_manager(url) as manager:
             sessions = {row["name"]: row for row in manager.list_sessions()}
             analysis = manager.load(sessions["analysis"]["session_id"])
-            assert manager.list_pending_approvals(analysis["session_id"]) == []
-        assert analysis["status"] == "completed"
+            quick = manager.load(sessions["quick"]["session_id"])
+            for state in (analysis, quick):
+                assert manager.list_pending_approvals(state["session_id"]) == []
+        assert analysis["status"] == quick["status"] == "completed"
         assert analysis["context_variables"]["tools_allowed_for_session"] == ["python"]
-        assert analysis["context_variables"]["decisions"][-1] == "publish expired"
+        assert analysis["context_variables"]["decisions"][-1] == "publish approved"
+        assert quick["context_variables"]["decisions"] == [
+            "plan expired",
+            "plan approved",
+            "error: abort",
+        ]
+        assert quick["context_variables"]["outcome"] == "aborted"
 
     def test_async_service_never_blocks_the_loop(self, tmp_path: Path) -> None:
         """200 concurrent sessions complete; the loop's worst lag stays far below a blockage."""
@@ -114,6 +135,16 @@ class TestExamples:
         # One blocking database call on the loop would cost a whole checkpoint per session;
         # a generous bound keeps a loaded CI machine from failing a healthy run.
         assert float(worst.group(1)) < 500, out
+
+    def test_async_service_counts_only_its_own_sessions(self, tmp_path: Path) -> None:
+        """Run twice on one database, the second run still reports only its own sessions."""
+        url = f"sqlite:///{tmp_path / 'service.db'}"
+        for _ in range(2):
+            out = run_example("async_service.py", tmp_path, "--sessions", "40", "--database-url",
+                              url).stdout  # fmt: skip
+            assert "completed sessions: 40; user-7 sees only its own: 2" in out
+        with create_session_manager(url) as manager:
+            assert len(manager.list_sessions(status="completed", limit=1000)) == 80
 
     def test_crash_resume(self, tmp_path: Path) -> None:
         """The crash reaches the caller; the session comes back from step 3's checkpoint."""

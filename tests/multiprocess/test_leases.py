@@ -20,6 +20,7 @@ from structlog.testing import capture_logs
 
 from actors import ManualClock, SessionManager, SessionNotFound, SessionOwnedElsewhere
 from persistence import Database, StateRecord
+from persistence._lease_statements import TAKE
 from tests.conftest import ManagerFactory, history
 
 LEASE = timedelta(seconds=30)
@@ -160,6 +161,67 @@ class TestTakeover:
         assert b.stats()["lease_takeovers"] == 0  # handed over, never taken over
 
 
+class TestTicker:
+    """The manager's own tick renews its leases: nobody has to call anything."""
+
+    def test_each_tick_renews_the_leases(
+        self, pair: tuple[SessionManager, SessionManager], clock: ManualClock
+    ) -> None:
+        """Ticks (what the ticker thread runs every lease_ttl / 3) keep a live owner's lease."""
+        a, b = pair
+        session_id = a.create_session("copilot", {})
+        for _ in range(3):  # 60 s: twice the lease
+            clock.advance(seconds=20)
+            a._tick()
+        assert b.save_session_state(session_id, history(1), {}, "b") is False
+        assert a.save_session_state(session_id, history(1), {}, "a")
+        assert a.info(session_id)["owner"] == "a"
+
+    def test_the_ticker_thread_ticks_by_itself(
+        self, any_db_url: str, make_manager: ManagerFactory, clock: ManualClock
+    ) -> None:
+        """With a 0.3 s lease the ticker renews every 0.1 s of real time, unasked."""
+        a = make_manager(database_url=any_db_url, instance_id="a", lease_ttl=timedelta(seconds=0.3))
+        session_id = a.create_session("copilot", {})
+        first = datetime.fromisoformat(a.info(session_id)["lease_expires_at"])
+        clock.advance(seconds=0.1)
+        renewed_until = first + timedelta(seconds=0.1)
+        give_up = time.monotonic() + TIMEOUT
+        current = first
+        while current < renewed_until and time.monotonic() < give_up:
+            time.sleep(0.01)  # waiting for the ticker thread, not for a lease to lapse
+            current = datetime.fromisoformat(a.info(session_id)["lease_expires_at"])
+        assert current == renewed_until
+
+
+class TestFencing:
+    """The epoch alone refuses a fenced owner's writes, before the new owner wrote anything."""
+
+    def test_the_old_owner_is_refused_though_the_version_still_matches(
+        self, pair: tuple[SessionManager, SessionManager], clock: ManualClock
+    ) -> None:
+        """Manager b only takes the sessions, writes nothing; a's writes fail and change nothing.
+
+        The version a expects is still the stored one, so only ``epoch = :mine`` stands in
+        the way of a write that would overwrite the new owner.
+        """
+        a, b = pair
+        saved, suspended = a.create_session("copilot", {}), a.create_session("copilot", {})
+        for session_id in (saved, suspended):
+            assert a.save_session_state(session_id, history(2), {"by": "a"}, "plan", 1)
+        clock.advance(LEASE + timedelta(seconds=1))  # a froze past its lease
+        for session_id in (saved, suspended):
+            b.live(session_id)
+            assert b.info(session_id)["owner"] == "b"
+        before = {sid: (b.load(sid), b.info(sid)) for sid in (saved, suspended)}
+        assert before[saved][0]["version"] == a.live(saved).version  # the CAS would pass
+        with pytest.raises(SessionOwnedElsewhere):
+            a.checkpoint(saved, history(3), {"by": "a"}, "late", 2)
+        assert a.suspend_session(suspended) is False
+        after = {sid: (b.load(sid), b.info(sid)) for sid in (saved, suspended)}
+        assert after == before
+
+
 class TestTakeLease:
     """Rehydration's lease take from a plain thread (prebuilt statements, no loop hop)."""
 
@@ -201,6 +263,28 @@ class TestTakeLease:
                 )
             assert refused.value.owner == "a"
             assert _state(database, session_id) == before
+
+    def test_the_take_statement_itself_refuses_a_live_owner(
+        self, any_db_url: str, database: Database, make_manager: ManagerFactory
+    ) -> None:
+        """Past a stale pre-check (a peer took the row in between), the UPDATE still refuses.
+
+        The statement runs on its own, as it would after an outdated read of the owner:
+        its WHERE clause, not the pre-check, keeps a valid lease from being taken.
+        """
+        with make_manager(database_url=any_db_url, instance_id="a") as a:
+            session_id = a.create_session("c", {})
+            before = _state(database, session_id)
+            now = datetime.now(UTC)
+            params = {"sid": session_id, "owner": "b", "now": now,
+                      "lease_until": now + timedelta(seconds=30)}  # fmt: skip
+
+            def take(connection: Any) -> Any:
+                return connection.execute(TAKE, params).first()
+
+            assert database.run(database.store._writer.submit(take)) is None
+            assert _state(database, session_id) == before
+            assert a.save_session_state(session_id, history(1), {}, "still a's")
 
     def test_unknown_session(self, database: Database) -> None:
         """An id that does not exist: SessionNotFound."""
