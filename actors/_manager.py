@@ -40,6 +40,7 @@ from persistence import (
     NewSession,
     SessionDocument,
     SessionNotFound,
+    SessionOwnedElsewhere,
     SessionSummary,
     SessionSupervisorError,
     StateRecord,
@@ -177,7 +178,26 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
                 raise StoreUnavailable(
                     f"session {session_id!r} did not answer within {timeout}s"
                 ) from None
-        raise StoreUnavailable(f"session {session_id!r} kept stopping; try again")
+        raise self._why_actors_stopped(session_id)
+
+    def _why_actors_stopped(self, session_id: str) -> SessionSupervisorError:
+        """The error for a session whose actors kept stopping before they answered.
+
+        Several threads using a session that another process owns each spawn an actor that
+        stops at once, refused; a thread may then only ever meet stopped actors. The stored
+        row says why, so the caller gets the refusal itself rather than a vague error.
+        """
+        try:
+            stored = self._db.run(self._db.store.state(session_id))
+        except SessionSupervisorError as error:
+            return error
+        if stored is None:
+            return SessionNotFound(session_id)
+        lease = stored.lease_expires_at
+        held = stored.owner not in (None, self.instance_id) and lease is not None
+        if held and lease is not None and lease >= self._now():
+            return SessionOwnedElsewhere(session_id, stored.owner)
+        return StoreUnavailable(f"session {session_id!r} kept stopping; try again")
 
     def _checkout(self, session_id: str, timeout: float) -> pykka.ActorRef[Any]:
         """The session's live actor: from the cache, or from the supervisor (rehydrating)."""

@@ -18,7 +18,14 @@ import pytest
 from sqlalchemy.engine import make_url
 from structlog.testing import capture_logs
 
-from actors import ManualClock, SessionManager, SessionNotFound, SessionOwnedElsewhere
+from actors import (
+    ManualClock,
+    SessionManager,
+    SessionNotFound,
+    SessionOwnedElsewhere,
+    StoreUnavailable,
+)
+from actors._mailbox import QuickActor
 from persistence import Database, StateRecord
 from persistence._lease_statements import TAKE
 from tests.conftest import ManagerFactory, history
@@ -96,6 +103,38 @@ class TestOwnership:
             assert _renew(a) == 1
         assert b.save_session_state(session_id, history(1), {}, "x") is False
         assert a.save_session_state(session_id, history(1), {}, "x")
+
+
+class TestActorsThatKeepStopping:
+    """A caller that only ever meets stopped actors gets the stored reason, typed."""
+
+    def test_the_refusal_is_named_from_the_stored_row(
+        self,
+        pair: tuple[SessionManager, SessionManager],
+        any_db_url: str,
+        make_manager: ManagerFactory,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """Owned elsewhere: SessionOwnedElsewhere; unknown: SessionNotFound; else unavailable.
+
+        Threads of one process racing for a session another process owns each spawn an
+        actor that stops at once, refused; a thread may then meet only stopped ones.
+        """
+        a, b = pair
+        held = a.create_session("copilot", {})  # a's, with a valid lease
+        with make_manager(database_url=any_db_url, instance_id="c") as c:
+            free = c.create_session("copilot", {})  # released when c closes
+        dead = QuickActor.start()
+        dead.stop()
+        monkeypatch.setattr(b, "_checkout", lambda session_id, timeout: dead)
+        with pytest.raises(SessionOwnedElsewhere) as refused:
+            b.checkpoint(held, [], {}, "p")
+        assert refused.value.owner == "a"
+        assert b.save_session_state(held, [], {}, "p") is False
+        with pytest.raises(SessionNotFound):
+            b.checkpoint("no-such-session", [], {}, "p")
+        with pytest.raises(StoreUnavailable, match="kept stopping"):
+            b.checkpoint(free, [], {}, "p")
 
 
 class TestTakeover:
