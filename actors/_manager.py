@@ -26,6 +26,7 @@ from actors._clock import Clock, utc_now
 from actors._documents import info_dict, state_dict
 from actors._errors import ManagerClosed
 from actors._exit_hook import register_exit_hook
+from actors._mailbox import ask_inline
 from actors._messages import ActorGone, Save, Transition
 from actors._metrics import CheckpointTimings
 from actors._runtime import RuntimeCloser, RuntimeFactory, RuntimeSpec
@@ -164,13 +165,19 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
             self._check_open()
         return self._db.run(coro)
 
-    def _ask(self, session_id: str, message: Any) -> Any:
-        """Send ``message`` to the session's actor, rehydrating it if needed."""
+    def _ask(self, session_id: str, message: Any, *, inline: bool = False) -> Any:
+        """Send ``message`` to the session's actor, rehydrating it if needed.
+
+        With ``inline``, an idle actor handles it in this thread (see ``ask_inline``).
+        """
         self._check_open()
         timeout = self._settings.call_timeout
         for _ in range(_CHECKOUT_ATTEMPTS):
             try:
-                return self._checkout(session_id, timeout).ask(message, timeout=timeout)
+                ref = self._checkout(session_id, timeout)
+                if inline:
+                    return ask_inline(ref, message, timeout)
+                return ref.ask(message, timeout=timeout)
             except (pykka.ActorDeadError, ActorGone):
                 self._refs.pop(session_id, None)
                 continue
@@ -398,7 +405,7 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
         )  # fmt: skip
         started = time.perf_counter()
         try:
-            version: int = self._ask(session_id, save)
+            version: int = self._ask(session_id, save, inline=True)
         except BaseException:
             self._checkpoint_timings.failed()
             raise

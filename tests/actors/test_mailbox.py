@@ -11,7 +11,7 @@ from typing import Any
 import pykka
 import pytest
 
-from actors._mailbox import QuickActor, ReplyFuture
+from actors._mailbox import QuickActor, ReplyFuture, ask_inline
 
 WAIT = 10.0
 
@@ -129,3 +129,112 @@ class TestQuickActor:
         stopped.get(timeout=WAIT)
         with pytest.raises(pykka.ActorDeadError):
             queued.get(timeout=WAIT)
+
+
+class _Recorder(QuickActor):
+    """Records the thread of every message; fails the test if two ever overlap."""
+
+    def __init__(self, gate: threading.Event | None = None) -> None:
+        super().__init__()
+        self._gate = gate
+        self._busy = False
+        self.seen: list[tuple[Any, str]] = []
+        self.overlaps = 0
+
+    def on_receive(self, message: Any) -> Any:
+        if self._busy:
+            self.overlaps += 1
+        self._busy = True
+        try:
+            if message == "hold" and self._gate is not None:
+                assert self._gate.wait(WAIT)
+            if isinstance(message, Exception):
+                raise message
+            self.seen.append((message, threading.current_thread().name))
+            return message
+        finally:
+            self._busy = False
+
+
+class TestInlineAsk:
+    """An idle actor handles an inline ask in the asking thread; it never runs two at once."""
+
+    def test_an_idle_actor_runs_the_message_in_the_callers_thread(self) -> None:
+        """Nothing queued: the handler runs here, and its answer comes back."""
+        ref = _Recorder.start()
+        try:
+            actor = ref.proxy()
+            assert ask_inline(ref, "a", WAIT) == "a"
+            seen = actor.seen.get(timeout=WAIT)
+            assert seen == [("a", threading.current_thread().name)]
+        finally:
+            ref.stop(timeout=WAIT)
+
+    def test_a_busy_actor_queues_it_behind_what_came_first(self) -> None:
+        """While the actor's thread handles a message, an inline ask waits its turn, in order."""
+        gate = threading.Event()
+        ref = _Recorder.start(gate)
+        try:
+            held = ref.ask("hold", block=False)
+            queued = ref.ask("second", block=False)
+            answer: list[Any] = []
+            third = threading.Thread(target=lambda: answer.append(ask_inline(ref, "third", WAIT)))
+            third.start()
+            gate.set()
+            assert held.get(timeout=WAIT) == "hold"
+            assert queued.get(timeout=WAIT) == "second"
+            third.join(WAIT)
+            assert answer == ["third"]
+            seen = ref.proxy().seen.get(timeout=WAIT)
+            assert [message for message, _ in seen] == ["hold", "second", "third"]
+        finally:
+            gate.set()
+            ref.stop(timeout=WAIT)
+
+    def test_inline_and_queued_messages_never_overlap(self) -> None:
+        """8 threads mixing inline asks and plain asks: every answer right, no two at once."""
+        ref = _Recorder.start()
+        try:
+
+            def work(index: int) -> list[Any]:
+                return [
+                    ask_inline(ref, (index, n), WAIT)
+                    if n % 2
+                    else ref.ask((index, n), timeout=WAIT)
+                    for n in range(300)
+                ]
+
+            with concurrent.futures.ThreadPoolExecutor(8) as pool:
+                results = list(pool.map(work, range(8)))
+            assert results == [[(i, n) for n in range(300)] for i in range(8)]
+            proxy = ref.proxy()
+            assert proxy.overlaps.get(timeout=WAIT) == 0
+            threads = {thread for _, thread in proxy.seen.get(timeout=WAIT)}
+            assert len(threads) > 1  # both paths were taken
+        finally:
+            ref.stop(timeout=WAIT)
+
+    def test_errors_reach_the_caller_and_a_stopped_actor_is_dead(self) -> None:
+        """The handler's exception is raised to the inline caller; after stop: ActorDeadError."""
+        ref = _Recorder.start()
+        with pytest.raises(ValueError, match="bad"):
+            ask_inline(ref, ValueError("bad"), WAIT)
+        assert ask_inline(ref, "still alive", WAIT) == "still alive"
+        ref.stop(timeout=WAIT)
+        with pytest.raises(pykka.ActorDeadError):
+            ask_inline(ref, "late", WAIT)
+
+    def test_plain_actors_are_simply_asked(self) -> None:
+        """A pykka actor without a TurnInbox gets an ordinary ask."""
+
+        class Plain(pykka.ThreadingActor):
+            def on_receive(self, message: Any) -> Any:
+                return (message, threading.current_thread().name)
+
+        ref = Plain.start()
+        try:
+            message, thread = ask_inline(ref, "x", WAIT)
+            assert message == "x"
+            assert thread != threading.current_thread().name
+        finally:
+            ref.stop(timeout=WAIT)

@@ -8,8 +8,10 @@ database is back the session goes on where it was, with the actor and the databa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import textwrap
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -219,21 +221,65 @@ class TestSqliteLocked:
 
 
 class TestSqliteLockedPastTheCallTimeout:
-    """The lock outlasts the caller's patience, not SQLite's: the write commits late."""
+    """The lock outlasts the caller's patience, not SQLite's."""
 
-    def test_late_commit_is_picked_up(self, tmp_path: Path, clock: ManualClock) -> None:
-        """The save is refused (timeout), commits when the lock goes; the session goes on."""
+    def test_an_idle_actors_save_waits_for_the_lock_and_is_acknowledged(
+        self, tmp_path: Path, clock: ManualClock
+    ) -> None:
+        """Run in the caller's thread, the save waits (busy_timeout) and then commits: True."""
         db = Database.open(f"sqlite+aiosqlite:///{tmp_path / 'late.db'}", busy_timeout_ms=5000)
         manager = SessionManager(db, clock=clock, call_timeout=0.3)
         try:
             session_id, before = _start(manager)
+            other = sqlite3.connect(
+                tmp_path / "late.db", isolation_level=None, check_same_thread=False
+            )
+            other.execute("BEGIN EXCLUSIVE")
+            unlock = threading.Timer(0.5, other.execute, ("ROLLBACK",))
+            unlock.start()
+            try:
+                started = time.monotonic()
+                assert manager.save_session_state(session_id, history(8), {"step": 4}, "late", 4)
+                assert time.monotonic() - started >= 0.4  # it did wait for the lock
+            finally:
+                unlock.join()
+                other.close()
+            stored = _agree(manager, session_id)
+            assert (stored["version"], stored["current_phase"]) == (
+                before["state"]["version"] + 1, "late"
+            )  # fmt: skip
+        finally:
+            manager.close()
+
+    def test_a_queued_save_refused_by_the_timeout_commits_late_and_is_picked_up(
+        self, tmp_path: Path, clock: ManualClock
+    ) -> None:
+        """Behind a busy actor the caller gives up (False); the write commits; it goes on."""
+        db = Database.open(f"sqlite+aiosqlite:///{tmp_path / 'late.db'}", busy_timeout_ms=5000)
+        manager = SessionManager(db, clock=clock, call_timeout=0.3, runtime_factory=dict)
+        try:
+            session_id, before = _start(manager)
+            busy, release = threading.Event(), threading.Event()
+
+            def occupy(_runtime: Any) -> None:
+                busy.set()
+                assert release.wait(10)
+
+            occupier = threading.Thread(
+                target=_quietly, args=(manager.run_in_actor, session_id, occupy)
+            )
+            occupier.start()
+            assert busy.wait(10)
             other = sqlite3.connect(tmp_path / "late.db", isolation_level=None)
             try:
                 other.execute("BEGIN EXCLUSIVE")
                 refused = manager.save_session_state(session_id, history(8), {"step": 4}, "late", 4)
+                release.set()  # the actor moves on to the queued save, which waits for the lock
             finally:
                 other.execute("ROLLBACK")
                 other.close()
+                release.set()
+                occupier.join(10)
             assert refused is False
             version = before["state"]["version"]
             wait_until(lambda: manager.load(session_id)["version"] == version + 1)
@@ -243,6 +289,12 @@ class TestSqliteLockedPastTheCallTimeout:
             assert (stored["version"], stored["conversation_history"]) == (version + 2, history(10))
         finally:
             manager.close()
+
+
+def _quietly(call: Any, *args: Any) -> None:
+    """Call, ignoring the error (the occupying call outlives its caller's timeout)."""
+    with contextlib.suppress(Exception):
+        call(*args)
 
 
 class TestSqliteReadOnly:
