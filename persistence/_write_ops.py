@@ -15,12 +15,13 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection
 
+from persistence._ack import Ack
 from persistence._errors import SessionSupervisorError, StoreUnavailable
 
 T = TypeVar("T")
 WriteOp = Callable[[Connection], Any]
 Outcome = tuple[bool, Any]
-Item = tuple[WriteOp, "concurrent.futures.Future[Any]"]
+Item = tuple[WriteOp, "concurrent.futures.Future[Any] | Ack[Any]"]
 
 
 #: deadlock_detected, serialization_failure: raised before COMMIT succeeded, whole batch undone.
@@ -104,6 +105,14 @@ def wait_for(future: concurrent.futures.Future[T], timeout: float) -> T:
     except concurrent.futures.TimeoutError:
         future.cancel()  # dropped if its transaction has not started yet
         raise StoreUnavailable("the session store did not answer in time") from None
+
+
+def wait_for_ack(ack: Ack[T], timeout: float) -> T:
+    """:func:`wait_for` for an :class:`Ack`."""
+    if ack.wait(timeout):
+        return ack.outcome()
+    ack.cancel()  # dropped if its transaction has not started yet
+    raise StoreUnavailable("the session store did not answer in time")
 
 
 def rolled_back_for_a_retry(exc: BaseException) -> bool:

@@ -30,6 +30,7 @@ import structlog
 from sqlalchemy import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from persistence._ack import Ack
 from persistence._errors import StoreUnavailable
 from persistence._walcheckpoint import FALLBACK_PAGES, WalCheckpointer
 from persistence._write_ops import (
@@ -45,6 +46,7 @@ from persistence._write_ops import (
     rolled_back_for_a_retry,
     settle,
     wait_for,
+    wait_for_ack,
 )
 
 T = TypeVar("T")
@@ -155,13 +157,13 @@ class GroupCommitWriter:
             if self._closed:
                 raise StoreUnavailable("the session store is closed")
             if not (self._inbox.empty() and self._connection_lock.acquire(blocking=False)):
-                future: concurrent.futures.Future[T] = concurrent.futures.Future()
-                self._inbox.put((op, future))
+                ack: Ack[T] = Ack()
+                self._inbox.put((op, ack))
                 inline = False
             else:
                 inline = True
         if not inline:
-            return wait_for(future, timeout)
+            return wait_for_ack(ack, timeout)
         try:
             ((ok, value),) = self._commit_locked([op])
         finally:
