@@ -37,7 +37,8 @@ class SessionSupervisorAdapter(Adapter):  # type: ignore[misc]
     packages = ("pykka", "sqlalchemy", "structlog")
     description = (
         "session-supervisor: save_session_state(sid, FULL history list, context, phase, step)"
-        " through the session's pykka actor; only new messages are inserted as rows + the"
+        " handled by the session's pykka actor (in the caller's thread when the actor is"
+        " idle); only new messages are inserted as rows + the"
         " state row updated (version/epoch fenced), SQLite WAL synchronous=NORMAL, acked"
         " after commit"
     )
