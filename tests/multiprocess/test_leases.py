@@ -211,7 +211,8 @@ class TestTicker:
         session_id = a.create_session("copilot", {})
         for _ in range(3):  # 60 s: twice the lease
             clock.advance(seconds=20)
-            a._tick()
+            a._tick()  # tells the supervisor; the ask below waits until it has done it
+            assert a.live_sessions() == [session_id]
         assert b.save_session_state(session_id, history(1), {}, "b") is False
         assert a.save_session_state(session_id, history(1), {}, "a")
         assert a.info(session_id)["owner"] == "a"
