@@ -200,9 +200,9 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
             return error
         if stored is None:
             return SessionNotFound(session_id)
+        # Held as a take judges it: another owner, and a lease not lapsed (or without end).
         lease = stored.lease_expires_at
-        held = stored.owner not in (None, self.instance_id) and lease is not None
-        if held and lease is not None and lease >= self._now():
+        if stored.owner not in (None, self.instance_id) and (lease is None or lease >= self._now()):
             return SessionOwnedElsewhere(session_id, stored.owner)
         return StoreUnavailable(f"session {session_id!r} kept stopping; try again")
 
