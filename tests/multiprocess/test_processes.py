@@ -14,6 +14,7 @@ import sqlite3
 import statistics
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -152,9 +153,19 @@ class TestKillNine:
         survivor = start_worker("own", "survivor", any_db_url, ids, "--lease-ttl", LEASE)
         survivor.wait_for(_count("waiting", 1), START_TIMEOUT, "a refused first attempt")
         owner.wait_for(_acked_each(ids, 5), 20, "five checkpoints of each session")
-        # Three lease terms of a live owner: only its ticker's renewals keep the waiting
-        # survivor out (this waits for no expiry: the lease must *not* lapse meanwhile).
-        time.sleep(3 * float(LEASE))
+        # A live owner keeps its sessions for several lease terms: only its ticker renews
+        # the leases (checkpoints do not), so wait until a lease was pushed two terms past
+        # its first end, with the survivor still refused.
+        with create_session_manager(any_db_url, instance_id="auditor") as auditor:
+
+            def lease_end() -> float:
+                return datetime.fromisoformat(auditor.info(ids[0])["lease_expires_at"]).timestamp()
+
+            first_end = lease_end()
+            deadline = time.monotonic() + 10 * float(LEASE)
+            while lease_end() < first_end + 2 * float(LEASE):
+                assert time.monotonic() < deadline, "the owner's leases were not renewed"
+                time.sleep(0.05)
         assert survivor.events("took") == []
         killed_at = owner.kill()
         acked: dict[str, int] = {}
