@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from benchmarks._pg_report import render_postgres
+
 
 def _table(headers: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
@@ -148,5 +150,8 @@ def render(results: dict[str, Any]) -> str:
          "-"],
     ]  # fmt: skip
     lines += ["## Targets (issue 4)", "", _table(["target", "measured", "goal", ""], targets)]
-    lines += ["", f"total wall time: {meta['wall_s']:.0f} s", ""]
+    lines.append("")
+    if "postgres" in results:
+        lines += render_postgres(results["postgres"])
+    lines += [f"total wall time: {meta['wall_s']:.0f} s", ""]
     return "\n".join(lines)

@@ -7,7 +7,8 @@ temporary directory. The workload is the one of ``../shared/peer-bench`` (2 new 
 messages and a 20-key context per step, the phase changes every 25 steps).
 
 It prints the tables and the targets of issue 4 (measured value, target, met or not), and
-writes ``benchmarks/results/<date>-<host>-<mode>.md`` and ``.json``.
+writes ``benchmarks/results/<date>-<host>-<mode>.md`` and ``.json``. The same run measures
+the PostgreSQL rows (benchmarks/_pg.py) unless ``--no-postgres``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Any, Protocol
 
 from actors import SessionManager, create_session_manager
 from benchmarks._naive import NaiveStore
+from benchmarks._pg import DEFAULT_ADMIN_URL, run_postgres
 from benchmarks._raw import RawAppendStore, RawGroupCommitStore
 from benchmarks._report import render
 from benchmarks._workload import Workload
@@ -458,8 +460,10 @@ def _payload_bytes(wl: Workload) -> float:
     return statistics.fmean(sizes)
 
 
-def run(mode: Mode, workdir: Path, progress: Callable[[str], None]) -> dict[str, Any]:
-    """Every scenario, ours and naive; the results as a JSON-ready dict."""
+def run(
+    mode: Mode, workdir: Path, progress: Callable[[str], None], pg_url: str | None = None
+) -> dict[str, Any]:
+    """Every scenario, ours and naive (and PostgreSQL's given ``pg_url``); a JSON-ready dict."""
     wl = Workload()
     started = _clock()
     meta = {
@@ -497,6 +501,8 @@ def run(mode: Mode, workdir: Path, progress: Callable[[str], None]) -> dict[str,
     results["reap"] = reap_sweep(mode, workdir)
     progress(f"ours: {mode.live_sessions} live actors, rehydration")
     results["live"] = live_actors(mode, workdir, wl)
+    if pg_url is not None:
+        results["postgres"] = run_postgres(mode.name, progress, pg_url)
     meta["wall_s"] = round(_clock() - started, 1)
     return results
 
@@ -509,6 +515,8 @@ def main(argv: list[str] | None = None) -> int:
     sizes.add_argument("--smoke", action="store_true", help="tiny sizes: does it run at all?")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where results go")
     parser.add_argument("--workdir", type=Path, default=None, help="where databases go")
+    parser.add_argument("--no-postgres", action="store_true", help="skip the PostgreSQL rows")
+    parser.add_argument("--pg-url", default=DEFAULT_ADMIN_URL, help="PostgreSQL admin database")
     args = parser.parse_args(argv)
     mode = MODES["quick" if args.quick else "smoke" if args.smoke else "full"]
 
@@ -516,7 +524,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  ... {text}", file=sys.stderr, flush=True)
 
     with tempfile.TemporaryDirectory(prefix="checkpoint-bench-", dir=args.workdir) as tmp:
-        results = run(mode, Path(tmp), progress)
+        results = run(mode, Path(tmp), progress, None if args.no_postgres else args.pg_url)
     text = render(results)
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
