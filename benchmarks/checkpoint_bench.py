@@ -36,7 +36,7 @@ from benchmarks._pg import DEFAULT_ADMIN_URL, run_postgres
 from benchmarks._raw import RawAppendStore, RawGroupCommitStore
 from benchmarks._report import render
 from benchmarks._workload import Workload
-from persistence._statements import sqlite_datetime
+from persistence.sqlite import sqlite_datetime
 
 RESULTS = Path(__file__).resolve().parent / "results"
 _clock = time.perf_counter
