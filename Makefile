@@ -42,7 +42,7 @@ PEER_PY    ?= /tmp/peerbench/venv/bin/python
 PEER_ARGS  ?= --quick
 peer-bench: $(STAMP)
 	test -x $(PEER_PY) || bash $(PEER_BENCH)/setup.sh
-	$(PEER_PY) -m pip install -q pykka structlog alembic click aiosqlite
+	$(PEER_PY) -m pip install -q pykka structlog alembic click 'psycopg[binary]'
 	$(PEER_PY) $(PEER_BENCH)/peer_bench.py $(PEER_ARGS) \
 		--extra-adapters benchmarks/peer_adapter.py --out benchmarks/results
 

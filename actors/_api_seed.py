@@ -167,7 +167,7 @@ class SeedAPI:
                 raise InvalidArgument(f"limit must be a positive int, not {limit!r}")
             # Past a 32-bit count a limit means "all"; the databases refuse wider values.
             self._check_open()
-            rows = self._db.list_sessions(user_id, status, mode, min(limit, 2**31 - 1))
+            rows = self._db.store.list_sessions(user_id, status, mode, min(limit, 2**31 - 1))
             return [listing_dict(row) for row in rows]
 
         result: list[dict[str, Any]] = self._quietly([], "list", None, call)

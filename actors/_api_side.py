@@ -13,7 +13,7 @@ from persistence import APPROVAL_RESOLUTIONS, ApprovalRecord, InvalidArgument, _
 
 if TYPE_CHECKING:
     from actors._settings import Settings
-    from persistence import Database
+    from persistence import Database, Store
 
 log = structlog.get_logger("actors.manager")
 
@@ -39,7 +39,7 @@ class SideTables:
     _settings: Settings
     _db: Database
 
-    def _store_call(self, coro: Any) -> Any:  # pragma: no cover - provided by the manager
+    def _open_store(self) -> Store:  # pragma: no cover - provided by the manager
         raise NotImplementedError
 
     def _now(self) -> datetime:  # pragma: no cover - provided by the manager
@@ -78,10 +78,8 @@ class SideTables:
             seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
             expires_at = now + timedelta(seconds=require_seconds("timeout", seconds))
         approval_id = str(uuid.uuid4())
-        self._store_call(
-            self._db.store.create_approval(
-                approval_id, session_id, approval_type, context_json, now, expires_at
-            )
+        self._open_store().create_approval(
+            approval_id, session_id, approval_type, context_json, now, expires_at
         )
         log.info(
             "approval.requested",
@@ -112,10 +110,10 @@ class SideTables:
                 f"resolution must be one of {', '.join(APPROVAL_RESOLUTIONS)}, not {resolution!r}"
             )
         result_json = _json.encode(result, "result", self._settings.max_state_bytes)
-        resolved: bool = self._store_call(
-            self._db.store.resolve_approval(approval_id, resolution, result_json, self._now())
+        resolved: bool = self._open_store().resolve_approval(
+            approval_id, resolution, result_json, self._now()
         )
-        record: ApprovalRecord | None = self._store_call(self._db.store.get_approval(approval_id))
+        record: ApprovalRecord | None = self._open_store().get_approval(approval_id)
         log.info("approval.resolved" if resolved else "approval.late", approval_id=approval_id,
                  session_id=record.session_id if record is not None else None,
                  resolution=resolution)  # fmt: skip
@@ -124,15 +122,13 @@ class SideTables:
     def get_approval(self, approval_id: str) -> dict[str, Any] | None:
         """An approval request as a dict, or ``None`` if it does not exist."""
         approval_id = require_str("approval_id", approval_id)
-        record: ApprovalRecord | None = self._store_call(self._db.store.get_approval(approval_id))
+        record: ApprovalRecord | None = self._open_store().get_approval(approval_id)
         return None if record is None else _approval_dict(record)
 
     def list_pending_approvals(self, session_id: str) -> list[dict[str, Any]]:
         """The pending approval requests of a session, oldest first."""
         session_id = require_str("session_id", session_id)
-        records: list[ApprovalRecord] = self._store_call(
-            self._db.store.pending_approvals(session_id)
-        )
+        records: list[ApprovalRecord] = self._open_store().pending_approvals(session_id)
         return [_approval_dict(record) for record in records]
 
     # ------------------------------------------------------------------ connections
@@ -147,29 +143,27 @@ class SideTables:
         """
         task_id = require_str("task_id", task_id)
         session_id = require_optional_str("session_id", session_id)
-        self._store_call(
-            self._db.store.register_connection(
-                task_id, session_id, self._settings.instance_id, self._now()
-            )
+        self._open_store().register_connection(
+            task_id, session_id, self._settings.instance_id, self._now()
         )
 
     def heartbeat(self, task_id: str) -> bool:
         """Refresh a connection; ``False`` if it is unknown (or was already removed)."""
         task_id = require_str("task_id", task_id)
-        alive: bool = self._store_call(self._db.store.heartbeat(task_id, self._now()))
+        alive: bool = self._open_store().heartbeat(task_id, self._now())
         return alive
 
     def unregister_connection(self, task_id: str) -> bool:
         """Forget a connection; ``False`` if it was unknown."""
         task_id = require_str("task_id", task_id)
-        removed: bool = self._store_call(self._db.store.unregister_connection(task_id))
+        removed: bool = self._open_store().unregister_connection(task_id)
         return removed
 
     def list_connections(self, session_id: str | None = None) -> list[dict[str, Any]]:
         """Live connections (of one session, or all)."""
         session_id = require_optional_str("session_id", session_id)
-        rows: list[dict[str, Any]] = self._store_call(
-            self._db.store.connections_of(None if session_id is None else [session_id])
+        rows: list[dict[str, Any]] = self._open_store().connections_of(
+            None if session_id is None else [session_id]
         )
         return [
             {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in row.items()}

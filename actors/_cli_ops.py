@@ -31,7 +31,6 @@ from persistence import (
     InvalidTransition,
     SessionNotFound,
     StoreOverview,
-    downgrade_op,
     head_revision,
 )
 from persistence._migrate import alembic_config
@@ -82,7 +81,7 @@ def _delete_command(json_option: JsonOption) -> click.Command:
     def delete(env: Env, session_id: str, yes: bool, as_json: bool) -> None:
         """Delete a session with its history and approvals (asks first unless --yes)."""
         db = env.db()
-        if db.run(db.store.session_info(session_id)) is None:
+        if db.store.session_info(session_id) is None:
             raise SessionNotFound(session_id)
         if not yes:
             click.confirm(f"Delete session {session_id} and its history?", abort=True, err=True)
@@ -102,7 +101,7 @@ def purge_batch(
     db: Database, statuses: Sequence[str], cutoff: datetime, now: datetime, limit: int
 ) -> list[str]:
     """Delete one batch (one transaction); the tests replace it to simulate Ctrl-C."""
-    deleted: list[str] = db.run(db.store.purge(statuses, cutoff, now, limit))
+    deleted: list[str] = db.store.purge(statuses, cutoff, now, limit)
     return deleted
 
 
@@ -144,7 +143,7 @@ def _purge_command(json_option: JsonOption) -> click.Command:
         db = env.db()
         now = utc_now()
         cutoff = now - older_than
-        total: int = db.run(db.store.count_purgeable(statuses, cutoff, now))
+        total: int = db.store.count_purgeable(statuses, cutoff, now)
         result: dict[str, Any] = {
             "statuses": statuses,
             "cutoff": iso(cutoff),
@@ -228,7 +227,7 @@ def _stats_command(json_option: JsonOption) -> click.Command:
         """Counts by status and mode, database size, oldest active, pending approvals."""
         db = env.db()
         now = utc_now()
-        overview: StoreOverview = db.run(db.store.overview(now))
+        overview: StoreOverview = db.store.overview(now)
         if as_json:
             emit_json(_overview_json(env, overview))
             return
@@ -303,9 +302,9 @@ def _db_group(json_option: JsonOption) -> click.Group:
         """Bring the schema to REVISION (default: head); creates a new SQLite file."""
         _check_revision(revision)
         db = env.db(check_schema=False, must_exist=False)
-        before: str | None = db.run(db.store.schema_revision())
-        db.run(db.store.migrate(revision), timeout=600)
-        after: str | None = db.run(db.store.schema_revision())
+        before: str | None = db.store.schema_revision()
+        db.store.migrate(revision, timeout=600)
+        after: str | None = db.store.schema_revision()
         if as_json:
             emit_json({"from": before, "to": after, "changed": before != after})
         elif before == after:
@@ -320,7 +319,7 @@ def _db_group(json_option: JsonOption) -> click.Group:
     def current(env: Env, check: bool, as_json: bool) -> None:
         """Show the schema revision of the database and the one this version needs."""
         db = env.db(check_schema=False)
-        revision: str | None = db.run(db.store.schema_revision())
+        revision: str | None = db.store.schema_revision()
         head = head_revision()
         up_to_date = revision == head
         if as_json:
@@ -339,7 +338,7 @@ def _db_group(json_option: JsonOption) -> click.Group:
         """Take the schema back to REVISION (`base` drops every table and all data)."""
         _check_revision(revision)
         db = env.db(check_schema=False)
-        before: str | None = db.run(db.store.schema_revision())
+        before: str | None = db.store.schema_revision()
         if not yes:
             click.confirm(
                 f"Downgrade the schema from {before} to {revision}? Data in dropped tables"
@@ -347,8 +346,8 @@ def _db_group(json_option: JsonOption) -> click.Group:
                 abort=True,
                 err=True,
             )
-        db.run(db.store.writer.submit(downgrade_op(revision)), timeout=600)
-        after: str | None = db.run(db.store.schema_revision())
+        db.store.downgrade(revision, timeout=600)
+        after: str | None = db.store.schema_revision()
         click.echo(f"downgraded from {before} to {after or 'base (empty)'}")
 
     return db_group

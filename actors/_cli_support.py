@@ -121,7 +121,7 @@ class Env:
             url = self._url_or_fail(must_exist=must_exist)
             self._db = Database.open(url, migrate=False)
             if check_schema:
-                current = self._db.run(self._db.store.schema_revision())
+                current = self._db.store.schema_revision()
                 head = head_revision()
                 if current != head:
                     found = "no session schema" if current is None else f"revision {current}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import uuid
 from datetime import timedelta
 
 import structlog
@@ -12,8 +13,8 @@ from actors._logging import configure_logging
 from actors._manager import SessionManager
 from actors._runtime import RuntimeCloser, RuntimeFactory
 from actors._validate import require_seconds
-from persistence import Database, InvalidArgument
-from persistence._engine import SqliteSynchronous
+from persistence import DEFAULT_APPLICATION_NAME, Database, InvalidArgument
+from persistence.sqlite import SqliteSynchronous
 
 #: SQLite takes the busy timeout as a 32-bit count of milliseconds; a day is plenty.
 _MAX_BUSY_SECONDS = 86_400
@@ -40,13 +41,16 @@ def create_session_manager(
     restart_backoff_max: timedelta = timedelta(seconds=60),
     runtime_factory: RuntimeFactory | None = None,
     runtime_closer: RuntimeCloser | None = None,
+    pg_pool_size: int = 5,
+    pg_application_name: str | None = None,
+    pg_prepared_statements: bool = True,
 ) -> SessionManager:
     """Open the session store and start a manager on it.
 
     Args:
-        database_url: default ``$SESSIONS_DATABASE_URL``, else
-            ``sqlite+aiosqlite:///./sessions.db``. ``postgresql://...`` for several
-            processes. Migrations are applied on a fresh or older database.
+        database_url: default ``$SESSIONS_DATABASE_URL``, else ``./sessions.db`` (a
+            plain path is a SQLite file, as is ``sqlite:///path``); ``postgresql://...``
+            for several processes. Migrations are applied on a fresh or older database.
         session_ttl: an active session idle for longer is expired by the sweep.
         cleanup_interval: seconds between sweeps once :meth:`SessionManager.start` ran.
         clock: returns the current aware UTC datetime; inject one in tests.
@@ -74,6 +78,13 @@ def create_session_manager(
             of ``manager.runtime()`` (or ``unit_of_work`` / ``run_in_actor``), owns it,
             and closes it when it stops; the next use rebuilds it from the last checkpoint.
         runtime_closer: releases a runtime; default: its ``close()``, else ``aclose()``.
+        pg_pool_size: PostgreSQL: connections kept for reads (the writer has its own).
+        pg_application_name: PostgreSQL's ``application_name`` of this manager's
+            connections, shown in ``pg_stat_activity``; default
+            ``session-supervisor/<instance_id>``.
+        pg_prepared_statements: PostgreSQL: prepare the hot statements once per
+            connection (default). Turn it off behind PgBouncer in transaction mode, which
+            hands each transaction to any server connection.
 
     Raises:
         InvalidArgument: a bad URL or setting.
@@ -89,11 +100,25 @@ def create_session_manager(
             f"sqlite_busy_timeout must be at most {_MAX_BUSY_SECONDS} seconds (1 day),"
             f" not {sqlite_busy_timeout!r}"
         )
+    if not isinstance(pg_prepared_statements, bool):
+        raise InvalidArgument(
+            f"pg_prepared_statements must be True or False, not {pg_prepared_statements!r}"
+        )
+    instance_id = instance_id or uuid.uuid4().hex[:16]
+    application_name = pg_application_name or f"{DEFAULT_APPLICATION_NAME}/{instance_id}"
+    if not isinstance(application_name, str) or not application_name.isprintable():
+        raise InvalidArgument(
+            f"pg_application_name must be printable text, not {application_name!r}"
+        )
     db = Database.open(
         database_url,
         sqlite_synchronous=sqlite_synchronous,
         busy_timeout_ms=max(1, round(busy_seconds * 1000)),
         timeout=call_timeout,
+        pool_size=pg_pool_size,
+        # PostgreSQL truncates longer names (63 bytes) itself; cut at a character here.
+        application_name=application_name[:63],
+        prepared_statements=pg_prepared_statements,
     )
     try:
         return SessionManager(

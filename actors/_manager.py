@@ -45,6 +45,7 @@ from persistence import (
     SessionSummary,
     SessionSupervisorError,
     StateRecord,
+    Store,
     StoreUnavailable,
     _json,
 )
@@ -159,11 +160,10 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
         if self._closed:
             raise ManagerClosed("this SessionManager is closed; create a new one")
 
-    def _store_call(self, coro: Any) -> Any:
-        if self._closed:
-            coro.close()  # never scheduled: close it so it is not reported as un-awaited
-            self._check_open()
-        return self._db.run(coro)
+    def _open_store(self) -> Store:
+        """The store, once this manager is known to be open."""
+        self._check_open()
+        return self._db.store
 
     def _ask(self, session_id: str, message: Any, *, inline: bool = False) -> Any:
         """Send ``message`` to the session's actor, rehydrating it if needed.
@@ -195,7 +195,7 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
         row says why, so the caller gets the refusal itself rather than a vague error.
         """
         try:
-            stored = self._db.run(self._db.store.state(session_id))
+            stored = self._db.store.state(session_id)
         except SessionSupervisorError as error:
             return error
         if stored is None:
@@ -275,7 +275,7 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
             log.error("manager.shutdown_failed", error=repr(exc))
         self._supervisor_ref.stop(block=True, timeout=timeout)
         try:
-            self._db.run(self._db.store.release_all(self.instance_id))
+            self._db.store.release_all(self.instance_id)
         except SessionSupervisorError as error:
             log.warning("lease.release_failed", error=str(error))
         self._db.close()
@@ -345,7 +345,7 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
             owner=settings.instance_id,
             lease_until=now + settings.lease_ttl,
         )
-        self._db.run(self._db.store.create_session(new))
+        self._db.store.create_session(new)
         state = StateRecord(
             session_id, mode, "{}", None, "init", None, "active", now, now,
             new.expires_at, 1, 0, settings.instance_id, 1, new.lease_until,
@@ -443,9 +443,7 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
         session_id = require_str("session_id", session_id)
         self._check_open()
         self._supervisor.remove(session_id).get(timeout=self._settings.call_timeout)
-        deleted = self._store_call(
-            self._db.store.delete_session(session_id, self.instance_id, self._now())
-        )
+        deleted = self._open_store().delete_session(session_id, self.instance_id, self._now())
         if not deleted:
             raise SessionNotFound(session_id)
         log.info("session.deleted", session_id=session_id)
@@ -458,7 +456,7 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
         """
         session_id = require_str("session_id", session_id)
         self._check_open()
-        document: SessionDocument | None = self._db.load(session_id)
+        document: SessionDocument | None = self._db.store.load(session_id)
         if document is None:
             raise SessionNotFound(session_id)
         return state_dict(document)
@@ -471,7 +469,7 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
         """
         session_id = require_str("session_id", session_id)
         self._check_open()
-        summary: SessionSummary | None = self._db.session_info(session_id)
+        summary: SessionSummary | None = self._db.store.session_info(session_id)
         if summary is None:
             raise SessionNotFound(session_id)
         return info_dict(summary)

@@ -162,12 +162,11 @@ class SessionActor(QuickActor):
         settings = self._settings
         now = settings.now()
         try:
-            lease = settings.db.store.take_lease_blocking(
+            lease = settings.db.store.take_lease(
                 self.session_id,
                 settings.instance_id,
                 now,
                 now + settings.lease_ttl,
-                settings.db.timeout,
             )
         except InvalidTransition as error:
             self._leave("load failed: InvalidTransition")
@@ -197,7 +196,7 @@ class SessionActor(QuickActor):
         state = self._state
         assert state is not None  # noqa: S101 - only called once loaded
         db = self._settings.db
-        current = db.state(self.session_id)
+        current = db.store.state(self.session_id)
         if current is None:
             self._leave("deleted elsewhere")
             raise SessionNotFound(self.session_id)
@@ -215,7 +214,7 @@ class SessionActor(QuickActor):
         """The last checkpoint, whole, for the runtime factory."""
         self._loaded("runtime")
         db = self._settings.db
-        document = db.load(self.session_id)
+        document = db.store.load(self.session_id)
         if document is None:
             self._leave("deleted elsewhere")
             raise SessionNotFound(self.session_id)
@@ -275,7 +274,7 @@ class SessionActor(QuickActor):
         if not self._uncertain:
             return state
         db = self._settings.db
-        stored = db.run(db.store.state(self.session_id))  # unreachable: stays uncertain
+        stored = db.store.state(self.session_id)  # unreachable: stays uncertain
         self._uncertain = False
         if stored is None:
             self._leave("deleted elsewhere")
@@ -329,7 +328,7 @@ class SessionActor(QuickActor):
             rewrite_from=None if append else 0,
         )
         try:
-            version = settings.db.store.checkpoint_blocking(checkpoint, settings.db.timeout)
+            version = settings.db.store.checkpoint(checkpoint)
         except SessionOwnedElsewhere as error:
             self._lost_lease(error.owner)
             raise
@@ -373,18 +372,16 @@ class SessionActor(QuickActor):
         now = settings.now()
         expires_at = now + settings.session_ttl if to_status == "active" else None
         try:
-            version = settings.db.run(
-                settings.db.store.transition(
-                    self.session_id,
-                    state.epoch,
-                    state.version,
-                    from_statuses,
-                    to_status,
-                    action,
-                    now,
-                    expires_at,
-                    release,
-                )
+            version = settings.db.store.transition(
+                self.session_id,
+                state.epoch,
+                state.version,
+                from_statuses,
+                to_status,
+                action,
+                now,
+                expires_at,
+                release,
             )
         except SessionOwnedElsewhere as error:
             self._lost_lease(error.owner)
@@ -411,9 +408,7 @@ class SessionActor(QuickActor):
         if state is not None:
             db = self._settings.db
             try:
-                db.run(
-                    db.store.release_lease(self.session_id, self._settings.instance_id, state.epoch)
-                )
+                db.store.release_lease(self.session_id, self._settings.instance_id, state.epoch)
             except SessionSupervisorError as error:
                 # The lease lapses by itself; nothing acknowledged depends on this write.
                 self._log.warning("lease.release_failed", error=str(error))

@@ -303,7 +303,7 @@ class SessionSupervisor(QuickActor):
         """Expire idle sessions, stale approvals and dead connections; passivate idle actors."""
         settings = self._settings
         now = settings.now()
-        counts = settings.db.run(settings.db.store.sweep(now, now - settings.connection_timeout))
+        counts = settings.db.store.sweep(now, now - settings.connection_timeout)
         for session_id in counts.expired_sessions:
             log.info("session.expired", session_id=session_id)
             self._retire(session_id)
@@ -332,10 +332,8 @@ class SessionSupervisor(QuickActor):
         if not epochs:
             return 0
         try:
-            lost = settings.db.run(
-                settings.db.store.renew_leases(
-                    settings.instance_id, settings.now() + settings.lease_ttl, epochs
-                )
+            lost = settings.db.store.renew_leases(
+                settings.instance_id, settings.now() + settings.lease_ttl, epochs
             )
         except SessionSupervisorError as error:
             log.warning("lease.renew_failed", error=str(error))

@@ -133,8 +133,8 @@ def list_sessions(  # noqa: PLR0917
 ) -> None:
     """List sessions, newest first."""
     db = env.db()
-    rows: list[SessionSummary] = db.run(
-        db.store.list_sessions(user_id, status, mode, limit, newest_by=f"{sort}_at")
+    rows: list[SessionSummary] = db.store.list_sessions(
+        user_id, status, mode, limit, newest_by=f"{sort}_at"
     )
     if as_json:
         emit_json([_summary_json(row) for row in rows])
@@ -208,15 +208,15 @@ def _message_lines(seq: int, message: dict[str, Any], width: int | None) -> list
 def show(env: Env, session_id: str, messages: int, as_json: bool) -> None:
     """Show one session: state, phase, step, version, owner and lease, last messages."""
     db = env.db()
-    summary: SessionSummary | None = db.run(db.store.session_info(session_id))
+    summary: SessionSummary | None = db.store.session_info(session_id)
     if summary is None:
         raise SessionNotFound(session_id)
-    state: StateRecord | None = db.run(db.store.state(session_id))
+    state: StateRecord | None = db.store.state(session_id)
     last: list[tuple[int, dict[str, Any]]] | None = []
     if messages:
-        last = db.run(db.store.history(session_id, messages))
+        last = db.store.history(session_id, messages)
     last = last or []
-    pending: list[ApprovalRecord] = db.run(db.store.pending_approvals(session_id))
+    pending: list[ApprovalRecord] = db.store.pending_approvals(session_id)
     context = _json.decode(state.context_json) if state is not None else None
     plan = _json.decode(state.plan_json) if state is not None else None
     if as_json:
@@ -278,7 +278,7 @@ def show(env: Env, session_id: str, messages: int, as_json: bool) -> None:
 def history(env: Env, session_id: str, tail: int | None, as_json: bool) -> None:
     """Print a session's conversation history, oldest first."""
     db = env.db()
-    found: list[tuple[int, dict[str, Any]]] | None = db.run(db.store.history(session_id, tail))
+    found: list[tuple[int, dict[str, Any]]] | None = db.store.history(session_id, tail)
     if found is None:
         raise SessionNotFound(session_id)
     if as_json:
@@ -306,7 +306,7 @@ _cli_ops.register(cli, json_option)
 def export_session(env: Env, session_id: str, output: TextIO) -> None:
     """Write a session (state, history, approvals) as JSON: `sessions export ID > s.json`."""
     db = env.db()
-    document: dict[str, Any] | None = db.run(db.store.export_session(session_id))
+    document: dict[str, Any] | None = db.store.export_session(session_id)
     if document is None:
         raise SessionNotFound(session_id)
     output.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
@@ -324,7 +324,7 @@ def import_session(env: Env, file: TextIO, replace: bool, as_json: bool) -> None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CliError(f"{file.name} is not a JSON file: {exc}", ExitCode.USAGE) from None
     db = env.db()
-    session_id: str = db.run(db.store.import_session(document, utc_now(), replace=replace))
+    session_id: str = db.store.import_session(document, utc_now(), replace=replace)
     count = len(document.get("messages") or [])
     if as_json:
         emit_json({"session_id": session_id, "messages": count, "replace": replace})

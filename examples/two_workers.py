@@ -22,7 +22,6 @@ What happens:
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import re
 import signal
@@ -114,18 +113,12 @@ def run_worker(name: str, url: str, mine: list[str], everyone: list[str]) -> int
 
 def _demo_database() -> str:
     """Create a fresh demo database on the local server; return its URL."""
-    import asyncpg  # noqa: PLC0415 - only for the default
+    import psycopg  # noqa: PLC0415 - only for the default
 
-    async def recreate() -> None:
-        connection = await asyncpg.connect(f"{LOCAL_SERVER}/postgres", timeout=5)
-        try:
-            await connection.execute(f'DROP DATABASE IF EXISTS "{DEMO_DATABASE}" WITH (FORCE)')
-            await connection.execute(f'CREATE DATABASE "{DEMO_DATABASE}"')
-        finally:
-            await connection.close()
-
-    asyncio.run(recreate())
-    return f"postgresql+asyncpg://postgres@127.0.0.1:5432/{DEMO_DATABASE}"
+    with psycopg.connect(f"{LOCAL_SERVER}/postgres", autocommit=True, connect_timeout=5) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{DEMO_DATABASE}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{DEMO_DATABASE}"')
+    return f"postgresql://postgres@127.0.0.1:5432/{DEMO_DATABASE}"
 
 
 class Worker:

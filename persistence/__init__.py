@@ -1,4 +1,4 @@
-"""Durable storage of sessions: models, engines, migrations, the async bridge and the store.
+"""Durable storage of sessions: schema, migrations, the store, its writer and its backends.
 
 This package knows nothing of actors; ``actors`` builds on it.
 """
@@ -6,7 +6,12 @@ This package knows nothing of actors; ``actors`` builds on it.
 from persistence._admin import OldestActive, StoreOverview
 from persistence._codec import decode_message, encode_message
 from persistence._database import Database
-from persistence._engine import DATABASE_URL_ENV, DEFAULT_DATABASE_URL, resolve_url
+from persistence._engine import (
+    DATABASE_URL_ENV,
+    DEFAULT_APPLICATION_NAME,
+    DEFAULT_DATABASE_URL,
+    resolve_url,
+)
 from persistence._errors import (
     ApprovalClosed,
     ApprovalNotFound,
@@ -21,8 +26,8 @@ from persistence._errors import (
     StaleSession,
     StoreUnavailable,
 )
-from persistence._loop import EventLoopThread
-from persistence._migrate import database_revision, downgrade_op, head_revision, upgrade_op
+from persistence._lifecycle import sample_positions
+from persistence._migrate import downgrade_op, head_revision, upgrade_op
 from persistence._models import (
     APPROVAL_RESOLUTIONS,
     APPROVAL_STATUSES,
@@ -40,13 +45,14 @@ from persistence._records import (
     StateRecord,
     SweepCounts,
 )
-from persistence._store import Store, sample_positions
+from persistence._store import Store
 from persistence._transfer import EXPORT_FORMAT
 
 __all__ = [
     "APPROVAL_RESOLUTIONS",
     "APPROVAL_STATUSES",
     "DATABASE_URL_ENV",
+    "DEFAULT_APPLICATION_NAME",
     "DEFAULT_DATABASE_URL",
     "EXPORT_FORMAT",
     "LIVE_STATUSES",
@@ -56,7 +62,6 @@ __all__ = [
     "ApprovalRecord",
     "Checkpoint",
     "Database",
-    "EventLoopThread",
     "InvalidArgument",
     "InvalidTransition",
     "Lease",
@@ -77,7 +82,6 @@ __all__ = [
     "StoreOverview",
     "StoreUnavailable",
     "SweepCounts",
-    "database_revision",
     "decode_message",
     "downgrade_op",
     "encode_message",

@@ -1,24 +1,16 @@
-"""The thread-safe entry point of the store: loop thread + engines + writer + migrations."""
+"""The entry point of the store: open a database (backend, writer, reads, migrations), close it."""
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-from collections.abc import Coroutine
-from typing import Any, TypeVar
-
 import structlog
 
-from persistence import _migrate
-from persistence._engine import Engines, SqliteSynchronous, create_engines, resolve_url
-from persistence._errors import StoreUnavailable
-from persistence._loop import EventLoopThread
-from persistence._reader import SqliteReader
-from persistence._records import SessionDocument, SessionSummary, StateRecord
+from persistence._engine import DEFAULT_APPLICATION_NAME, open_backend, resolve_url
+from persistence._errors import InvalidArgument, StoreUnavailable
+from persistence._reads import ReadPool
 from persistence._store import Store
 from persistence._writer import GroupCommitWriter
+from persistence.sqlite import SqliteSynchronous
 
-T = TypeVar("T")
 log = structlog.get_logger("persistence")
 
 
@@ -26,16 +18,12 @@ class Database:
     """An open session store, callable from any thread.
 
     Example:
-        >>> db = Database.open("sqlite+aiosqlite:///./sessions.db")  # doctest: +SKIP
-        >>> db.run(db.store.state("some-id"))  # doctest: +SKIP
+        >>> db = Database.open("sqlite:///./sessions.db")  # doctest: +SKIP
+        >>> db.store.state("some-id")  # doctest: +SKIP
         >>> db.close()  # doctest: +SKIP
     """
 
-    def __init__(
-        self, loop: EventLoopThread, engines: Engines, store: Store, url: str, timeout: float
-    ) -> None:
-        self._loop = loop
-        self._engines = engines
+    def __init__(self, store: Store, url: str, timeout: float) -> None:
         self.store = store
         self.url = url
         self.timeout = timeout
@@ -51,153 +39,75 @@ class Database:
         max_batch: int = 256,
         timeout: float = 30.0,
         migrate: bool = True,
+        pool_size: int = 5,
+        application_name: str = DEFAULT_APPLICATION_NAME,
+        prepared_statements: bool = True,
     ) -> Database:
         """Open the database, apply pending migrations and start the writer.
 
         Args:
-            database_url: SQLAlchemy URL; default ``$SESSIONS_DATABASE_URL`` or
-                ``sqlite+aiosqlite:///./sessions.db``.
+            database_url: ``sqlite:///path``, a plain path, or ``postgresql://...``;
+                default ``$SESSIONS_DATABASE_URL`` or ``./sessions.db``.
             sqlite_synchronous: ``NORMAL`` (default; WAL survives process crashes) or
                 ``FULL`` (also survives power loss, one fsync per commit).
             busy_timeout_ms: how long SQLite waits for another process's write lock.
-            max_batch: most checkpoints that share one transaction (group commit).
-            timeout: seconds a caller waits for one store operation.
+            max_batch: most operations that share one transaction (group commit).
+            timeout: seconds a caller waits for one write.
             migrate: apply the alembic migrations (on by default).
+            pool_size: connections kept for reads.
+            application_name: PostgreSQL's ``application_name`` of every connection.
+            prepared_statements: PostgreSQL: prepare statements (off behind PgBouncer in
+                transaction mode).
 
         Raises:
-            InvalidArgument: the URL is not usable.
+            InvalidArgument: the URL or a setting is not usable.
             StoreUnavailable: the database cannot be reached or migrated.
         """
         url = resolve_url(database_url)
-        engines = create_engines(
-            url, sqlite_synchronous=sqlite_synchronous, busy_timeout_ms=busy_timeout_ms
+        backend = open_backend(
+            url,
+            sqlite_synchronous=sqlite_synchronous,
+            busy_timeout_ms=busy_timeout_ms,
+            pool_size=pool_size,
+            application_name=application_name,
+            prepared_statements=prepared_statements,
         )
-        loop = EventLoopThread()
-
-        async def start() -> Store:
-            if engines.writer is not None:
-                writer = GroupCommitWriter(sync_engine=engines.writer, max_batch=max_batch)
-            else:
-                writer = GroupCommitWriter(engines.reader, max_batch=max_batch)
-            writer.start()
-            if migrate:
-                try:
-                    await writer.submit(_migrate.upgrade_op())
-                except BaseException:
-                    await writer.close()
-                    raise
-            return Store(engines, writer)
-
+        writer = GroupCommitWriter(backend, max_batch=max_batch)
+        reads = ReadPool(backend, pool_size=2 * pool_size)
+        store = Store(backend, writer, reads, timeout)
+        backend.start()
+        writer.start()
         try:
-            store = loop.run(start(), timeout)
+            if migrate:
+                store.migrate()
+            else:
+                store.schema_revision()  # reach the database now, not on first use
         except Exception as exc:
-            loop.run(engines.dispose(), 5.0)
-            loop.stop()
+            writer.close(5.0)
+            reads.close()
+            backend.close()
+            if isinstance(exc, InvalidArgument):
+                raise
             # Name the database in every refusal: the writer's own message does not.
-            safe = url.render_as_string(hide_password=True)
-            raise StoreUnavailable(f"cannot open the session store at {safe}: {exc}") from exc
-        safe_url = url.render_as_string(hide_password=True)
-        log.debug("store.opened", url=safe_url)
-        return cls(loop, engines, store, safe_url, timeout)
+            raise StoreUnavailable(
+                f"cannot open the session store at {backend.url}: {exc}"
+            ) from exc
+        log.debug("store.opened", url=backend.url)
+        return cls(store, backend.url, timeout)
 
     @property
     def closed(self) -> bool:
         """Whether :meth:`close` ran."""
         return self._closed
 
-    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
-        """Schedule a store coroutine; return a future of its result."""
-        if self._closed:
-            coro.close()
-            raise StoreUnavailable("the session store is closed")
-        return self._loop.submit(coro)
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        """Run a store coroutine and wait for it (at most ``timeout`` seconds).
-
-        Raises:
-            StoreUnavailable: the store is closed or did not answer in time.
-        """
-        future = self.submit(coro)
-        try:
-            return future.result(self.timeout if timeout is None else timeout)
-        except concurrent.futures.TimeoutError:
-            future.cancel()
-            raise StoreUnavailable("the session store did not answer in time") from None
-
-    # ------------------------------------------------------------------ hot reads
-    # From a plain thread (the façade's, an actor's) these read in that thread on SQLite
-    # (see :class:`SqliteReader`); on PostgreSQL they run the store's coroutine.
-
-    def load(self, session_id: str) -> SessionDocument | None:
-        """:meth:`Store.load`, blocking: the whole session, or ``None``.
-
-        Raises:
-            StoreUnavailable: the store is closed, unreadable or did not answer in time.
-        """
-        reader = self._sync_reader()
-        if reader is not None:
-            return reader.load(session_id)
-        return self.run(self.store.load(session_id))
-
-    def state(self, session_id: str) -> StateRecord | None:
-        """:meth:`Store.state`, blocking: the state row, or ``None``.
-
-        Raises:
-            StoreUnavailable: the store is closed, unreadable or did not answer in time.
-        """
-        reader = self._sync_reader()
-        if reader is not None:
-            return reader.state(session_id)
-        return self.run(self.store.state(session_id))
-
-    def session_info(self, session_id: str) -> SessionSummary | None:
-        """:meth:`Store.session_info`, blocking: the summary, or ``None``.
-
-        Raises:
-            StoreUnavailable: the store is closed, unreadable or did not answer in time.
-        """
-        reader = self._sync_reader()
-        if reader is not None:
-            return reader.session_info(session_id)
-        return self.run(self.store.session_info(session_id))
-
-    def list_sessions(
-        self, user_id: str | None, status: str | None, mode: str | None, limit: int
-    ) -> list[SessionSummary]:
-        """:meth:`Store.list_sessions`, blocking (most recently updated first).
-
-        Raises:
-            StoreUnavailable: the store is closed, unreadable or did not answer in time.
-        """
-        reader = self._sync_reader()
-        if reader is not None:
-            return reader.list_sessions(user_id, status, mode, limit)
-        return self.run(self.store.list_sessions(user_id, status, mode, limit))
-
-    def _sync_reader(self) -> SqliteReader | None:
-        if self._closed:
-            raise StoreUnavailable("the session store is closed")
-        return self._engines.sync_reader
-
     def close(self) -> None:
-        """Commit pending writes, close the connections and stop the loop thread."""
+        """Commit pending writes, stop the writer, close every connection."""
         if self._closed:
             return
         self._closed = True
-
-        async def shutdown() -> None:
-            try:
-                await self.store.writer.close()
-            finally:
-                await self._engines.dispose()
-                # The async SQLite reads ran on the loop's default executor (Store._off_loop).
-                await asyncio.get_running_loop().shutdown_default_executor()
-
         try:
-            self._loop.run(shutdown(), self.timeout)
-        except Exception as exc:  # noqa: BLE001 - closing must always stop the loop
-            log.warning("store.close_failed", error=repr(exc))
+            self.store.writer.close(self.timeout)
         finally:
-            self._loop.stop()
+            self.store.reads.close()
+            self.store.backend.close()
             log.debug("store.closed", url=self.url)

@@ -1,43 +1,41 @@
-"""Async engine factory: SQLite (WAL, one writer) and PostgreSQL (asyncpg pool)."""
+"""Which database a URL names, and the backend that opens it.
+
+``sqlite://`` and ``postgresql://`` URLs with any driver name (``sqlite+aiosqlite``,
+``postgresql+asyncpg``, ``postgresql+psycopg`` ...) name the same databases: the store
+always uses the stdlib ``sqlite3`` and psycopg 3, from its own threads. A plain path is a
+SQLite file.
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from persistence._backend import Backend
 from persistence._errors import InvalidArgument
-from persistence._reader import SqliteReader
+from persistence.sqlite import SqliteSynchronous
 
-DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./sessions.db"
+DEFAULT_DATABASE_URL = "sqlite:///./sessions.db"
 DATABASE_URL_ENV = "SESSIONS_DATABASE_URL"
-
-SqliteSynchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
-
-#: Settings of every PostgreSQL connection the store opens. A process that is paused
-#: (SIGSTOP, a frozen VM) inside one of its transactions keeps that transaction's row
-#: locks, which would block a takeover for as long as the pause lasts; the server ends
-#: such a transaction after this idle time, so its locks go and the writes it held were
-#: never acknowledged. The store's own transactions never idle between statements.
-PG_SERVER_SETTINGS = {
-    "application_name": "session-supervisor",
-    "idle_in_transaction_session_timeout": "5000",  # milliseconds
-}
+SQLITE_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+#: The ``application_name`` of PostgreSQL connections when the host names none.
+DEFAULT_APPLICATION_NAME = "session-supervisor"
 
 
 def resolve_url(database_url: str | None) -> URL:
-    """Return the async URL to use: the argument, else ``$SESSIONS_DATABASE_URL``, else SQLite.
+    """The URL to use: the argument, else ``$SESSIONS_DATABASE_URL``, else ``./sessions.db``.
 
-    Plain ``sqlite://`` and ``postgresql://`` URLs get their async driver.
+    The driver name is dropped (``sqlite`` or ``postgresql`` remains); a string without
+    ``://`` is a SQLite file path.
 
     Raises:
         InvalidArgument: the URL cannot be parsed or names an unsupported database.
     """
     raw = database_url or os.environ.get(DATABASE_URL_ENV) or DEFAULT_DATABASE_URL
+    if "://" not in raw:
+        return URL.create("sqlite", database=raw)
     try:
         url = make_url(raw)
     except Exception as exc:  # noqa: BLE001 - SQLAlchemy raises several types here
@@ -47,97 +45,56 @@ def resolve_url(database_url: str | None) -> URL:
         if url.database in (None, "", ":memory:"):
             msg = (
                 "an in-memory SQLite database cannot be shared by the store's connections;"
-                " give a file path, e.g. sqlite+aiosqlite:///./sessions.db"
+                " give a file path, e.g. sqlite:///./sessions.db"
             )
             raise InvalidArgument(msg)
-        return url.set(drivername="sqlite+aiosqlite")
+        return url.set(drivername="sqlite")
     if backend in ("postgresql", "postgres"):
-        return url.set(drivername="postgresql+asyncpg")
+        return url.set(drivername="postgresql")
     msg = f"unsupported database {backend!r} in {raw!r}: use sqlite or postgresql"
     raise InvalidArgument(msg)
 
 
-@dataclass(frozen=True)
-class Engines:
-    """The engines of one database.
-
-    On SQLite the writer is a synchronous engine (stdlib ``sqlite3``, one connection) used
-    from the writer thread, and ``sync_reader`` serves the hot reads in the calling thread;
-    on PostgreSQL both are ``None`` and everything uses ``reader``.
-    """
-
-    reader: AsyncEngine
-    writer: Engine | None
-    dialect: str
-    sync_reader: SqliteReader | None = None
-
-    async def dispose(self) -> None:
-        """Close every pooled connection."""
-        if self.sync_reader is not None:
-            self.sync_reader.close()
-        await self.reader.dispose()
-        if self.writer is not None:
-            self.writer.dispose()
-
-
-def _configure_sqlite(
-    engine: Engine, *, begin: str, synchronous: SqliteSynchronous, busy_timeout_ms: int
-) -> None:
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # SQLAlchemy's recipe: let us emit BEGIN ourselves (IMMEDIATE for the writer).
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA synchronous={synchronous}")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql(begin)
-
-
-def create_engines(
+def open_backend(
     url: URL,
     *,
     sqlite_synchronous: SqliteSynchronous = "NORMAL",
     busy_timeout_ms: int = 5000,
     pool_size: int = 5,
-) -> Engines:
-    """Create the engines for ``url`` (see :func:`resolve_url`)."""
-    if sqlite_synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+    application_name: str = DEFAULT_APPLICATION_NAME,
+    prepared_statements: bool = True,
+) -> Backend:
+    """The backend of ``url`` (see :func:`resolve_url`); nothing is connected yet.
+
+    Raises:
+        InvalidArgument: a setting is out of range.
+    """
+    if sqlite_synchronous not in SQLITE_SYNCHRONOUS:
         raise InvalidArgument(
             f"sqlite_synchronous must be NORMAL or FULL, not {sqlite_synchronous!r}"
         )
+    if isinstance(pool_size, bool) or not isinstance(pool_size, int) or not 1 <= pool_size <= 1000:
+        raise InvalidArgument(f"pool_size must be an int from 1 to 1000, not {pool_size!r}")
+    options: dict[str, Any] = {"pool_size": pool_size}
     if url.get_backend_name() == "sqlite":
-        sqlite = {"synchronous": sqlite_synchronous, "busy_timeout_ms": busy_timeout_ms}
-        writer = create_engine(
-            url.set(drivername="sqlite+pysqlite"),
-            pool_size=1,
-            max_overflow=0,
-            connect_args={"check_same_thread": False},
+        # Imported here: each backend's driver is only needed when its database is used.
+        from persistence.sqlite import SqliteBackend  # noqa: PLC0415
+
+        return SqliteBackend(
+            url, synchronous=sqlite_synchronous, busy_timeout_ms=busy_timeout_ms, **options
         )
-        _configure_sqlite(writer, begin="BEGIN IMMEDIATE", **sqlite)  # type: ignore[arg-type]
-        reader = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size)
-        _configure_sqlite(reader.sync_engine, begin="BEGIN", **sqlite)  # type: ignore[arg-type]
-        assert url.database is not None  # noqa: S101 - resolve_url refuses in-memory databases
-        sync_reader = SqliteReader(
-            url.database,
-            busy_timeout_ms=busy_timeout_ms,
-            uri=str(url.query.get("uri", "")).lower() in ("1", "true"),
-            pool_size=2 * pool_size,  # as many as the async engine's pool + overflow
+    try:
+        from persistence.postgres import PostgresBackend  # noqa: PLC0415
+    except ImportError as exc:  # psycopg is the optional extra [postgres]
+        msg = (
+            f"PostgreSQL needs psycopg 3 ({exc}):"
+            " pip install 'session-supervisor[postgres]' (or 'psycopg[binary]')"
         )
-        return Engines(reader=reader, writer=writer, dialect="sqlite", sync_reader=sync_reader)
-    engine = create_async_engine(
+        raise InvalidArgument(msg) from None
+
+    return PostgresBackend(
         url,
-        pool_size=pool_size,
-        max_overflow=pool_size,
-        connect_args={"server_settings": dict(PG_SERVER_SETTINGS)},
-        # A pooled connection the server dropped (restart, failover, a killed backend)
-        # is replaced at checkout instead of failing the next write once the server is
-        # back; it also discards a connection asyncpg left mid-operation.
-        pool_pre_ping=True,
+        application_name=application_name,
+        prepared_statements=prepared_statements,
+        **options,
     )
-    return Engines(reader=engine, writer=None, dialect=url.get_backend_name())

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Any constant works; it only has to be the same in every process sharing the database.
@@ -73,10 +71,3 @@ def downgrade_op(revision: str) -> Callable[[Connection], None]:
         _downgrade(connection, revision)
 
     return op
-
-
-async def database_revision(engine: AsyncEngine) -> str | None:
-    """The revision the database is at."""
-    async with engine.connect() as connection:
-        result: Any = await connection.run_sync(current_revision)
-        return result if result is None else str(result)

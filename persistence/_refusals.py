@@ -12,13 +12,16 @@ from typing import Any, NoReturn
 
 from sqlalchemy import Connection, select
 
+from persistence._backend import Tx
 from persistence._errors import (
     InvalidTransition,
     SessionNotFound,
     SessionOwnedElsewhere,
+    SessionSupervisorError,
     StaleSession,
 )
 from persistence._models import LIVE_STATUSES
+from persistence._statements import STATE_GUARD
 from persistence._tables import states
 
 
@@ -65,3 +68,22 @@ def diagnose(
         )
     ).first()
     explain_refusal(session_id, row, action=action, epoch=epoch, version=version, allowed=allowed)
+
+
+def refusal_of(
+    tx: Tx,
+    session_id: str,
+    *,
+    action: str,
+    epoch: int | None = None,
+    version: int | None = None,
+    allowed: Sequence[str] = LIVE_STATUSES,
+) -> SessionSupervisorError:
+    """The error :func:`explain_refusal` raises for the state row as ``tx`` sees it now."""
+    row = tx.execute(STATE_GUARD, {"sid": session_id}).fetchone()
+    try:
+        explain_refusal(
+            session_id, row, action=action, epoch=epoch, version=version, allowed=allowed
+        )
+    except SessionSupervisorError as error:
+        return error

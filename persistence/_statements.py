@@ -1,93 +1,177 @@
-"""The checkpoint's hot path on SQLite: prebuilt SQL run on the writer's ``sqlite3`` connection.
+"""The hot statements, each written once in Core (compiled per dialect by :class:`Statement`).
 
-A checkpoint is the one write that happens on every step of every session, so on SQLite it
-skips SQLAlchemy's statement building and result machinery (about 90 % of its cost) and
-runs three prebuilt statements directly on the writer thread's DBAPI connection, inside
-the transaction the group-commit writer opened. The statements are built once from the
-table definitions, so they follow the models; values are bound exactly as the SQLAlchemy
-types bind them (datetimes as naive UTC text with microseconds), so rows written here and
-rows written through SQLAlchemy are indistinguishable. PostgreSQL keeps the Core path.
+A checkpoint, a lease take, a create and a load happen on every step or every
+rehydration of every session; these statements run on the driver's connection (see
+:mod:`persistence._sql`). Bind names differ from column names, which SQLAlchemy reserves
+in SET clauses.
 """
 
 from __future__ import annotations
 
-import sqlite3
-from datetime import UTC, datetime
+import functools
 
-from persistence._records import Checkpoint
-from persistence._tables import messages, sessions, states
+from sqlalchemy import BindParameter, bindparam, insert, or_, select, update
 
-
-def _update_state_sql(*, set_plan: bool) -> str:
-    plan = ", plan_data = ?" if set_plan else ""
-    return (
-        f"UPDATE {states.name} SET context_variables = ?, current_phase = ?,"  # noqa: S608 - names from the models
-        f" current_step = ?, updated_at = ?, expires_at = ?, version = ?, message_count = ?{plan}"
-        " WHERE session_id = ? AND version = ? AND epoch = ? AND status = 'active'"
-    )
-
-
-UPDATE_STATE = _update_state_sql(set_plan=False)
-UPDATE_STATE_AND_PLAN = _update_state_sql(set_plan=True)
-DELETE_MESSAGES_FROM = f"DELETE FROM {messages.name} WHERE session_id = ? AND seq >= ?"  # noqa: S608
-INSERT_MESSAGE = (
-    f"INSERT INTO {messages.name} (session_id, seq, role, agent, content, timestamp, extra)"  # noqa: S608
-    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+from persistence._models import LIVE_STATUSES
+from persistence._sql import Statement
+from persistence._tables import (
+    LOAD_SESSION_COLUMNS,
+    MESSAGE_COLUMNS,
+    STATE_COLUMNS,
+    SUMMARY_COLUMNS,
+    messages,
+    sessions,
+    states,
 )
-STATE_GUARD = f"SELECT status, version, epoch, owner FROM {states.name} WHERE session_id = ?"  # noqa: S608
-TOUCH_SESSION = f"UPDATE {sessions.name} SET last_active_at = ? WHERE id = ?"  # noqa: S608
 
+# ---------------------------------------------------------------------- checkpoint
 
-def sqlite_datetime(value: datetime) -> str:
-    """An aware datetime as SQLAlchemy's SQLite ``DateTime`` stores it (naive UTC text).
-
-    Raises:
-        ValueError: ``value`` is naive (the clock must return aware UTC datetimes).
-    """
-    if value.tzinfo is None:
-        msg = f"naive datetime {value!r}: the clock must return aware UTC datetimes"
-        raise ValueError(msg)
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-
-
-def sqlite_checkpoint(connection: sqlite3.Connection, cp: Checkpoint) -> bool:
-    """Apply ``cp`` inside the open transaction; ``False`` if its guard matched no row.
-
-    The guarded state update runs first, so a refused checkpoint writes nothing.
-    """
-    now = sqlite_datetime(cp.now)
-    sid = cp.session_id
-    params: tuple[object, ...] = (
-        cp.context_json,
-        cp.phase,
-        cp.step,
-        now,
-        sqlite_datetime(cp.expires_at),
-        cp.expected_version + 1,
-        cp.message_count,
+_UPDATE_STATE = (
+    update(states)
+    .where(
+        states.c.session_id == bindparam("sid"),
+        states.c.version == bindparam("expected"),
+        states.c.epoch == bindparam("mine"),
+        states.c.status == "active",
     )
-    if cp.set_plan:
-        statement = UPDATE_STATE_AND_PLAN
-        params = (*params, cp.plan_json)
-    else:
-        statement = UPDATE_STATE
-    if connection.execute(statement, (*params, sid, cp.expected_version, cp.epoch)).rowcount != 1:
-        return False
-    if cp.rewrite_from is not None:
-        connection.execute(DELETE_MESSAGES_FROM, (sid, cp.rewrite_from))
-    if cp.new_messages:
-        first = cp.first_seq
-        connection.executemany(
-            INSERT_MESSAGE,
-            [(sid, first + offset, *row) for offset, row in enumerate(cp.new_messages)],
+    .values(
+        context_variables=bindparam("context"),
+        current_phase=bindparam("phase"),
+        current_step=bindparam("step"),
+        updated_at=bindparam("now"),
+        expires_at=bindparam("expires"),
+        version=bindparam("new_version"),
+        message_count=bindparam("count"),
+    )
+)
+#: The fenced state update of a checkpoint: it matches no row unless epoch and version do.
+UPDATE_STATE = Statement("update_state", _UPDATE_STATE)
+UPDATE_STATE_AND_PLAN = Statement(
+    "update_state_and_plan", _UPDATE_STATE.values(plan_data=bindparam("plan"))
+)
+DELETE_MESSAGES_FROM = Statement(
+    "delete_messages_from",
+    messages.delete().where(
+        messages.c.session_id == bindparam("sid"), messages.c.seq >= bindparam("first")
+    ),
+)
+INSERT_MESSAGE = Statement("insert_message", insert(messages))
+TOUCH_SESSION = Statement(
+    "touch_session",
+    update(sessions)
+    .where(sessions.c.id == bindparam("sid"))
+    .values(last_active_at=bindparam("now")),
+)
+#: What a refused write's guard compared: status, version, epoch, owner.
+STATE_GUARD = Statement(
+    "state_guard",
+    select(states.c.status, states.c.version, states.c.epoch, states.c.owner).where(
+        states.c.session_id == bindparam("sid")
+    ),
+)
+
+# ---------------------------------------------------------------------- create
+
+INSERT_SESSION = Statement("insert_session", insert(sessions))
+INSERT_STATE = Statement("insert_state", insert(states))
+
+# ---------------------------------------------------------------------- leases
+
+#: The current owner and lease expiry: decides the usual refusal without locking the row.
+HELD = Statement(
+    "held",
+    select(states.c.owner, states.c.lease_expires_at).where(
+        states.c.session_id == bindparam("sid")
+    ),
+)
+_candidate = states.alias("candidate")
+#: Owner, epoch + 1 and lease expiry set, unless another owner's lease is still valid.
+#: PostgreSQL: the row is locked only when the take may proceed, and a row another
+#: transaction holds (its owner writing it, another process taking it) is skipped: the
+#: take is refused at once instead of stalling this process's whole group commit behind
+#: a peer's transaction (a paused one's included), and a refused take holds no lock until
+#: its batch commits. SQLite renders no FOR UPDATE: its lock is the file's.
+TAKE = Statement(
+    "take",
+    update(states)
+    .where(
+        states.c.session_id.in_(
+            select(_candidate.c.session_id)
+            .where(
+                _candidate.c.session_id == bindparam("sid"),
+                or_(*(_candidate.c.status == status for status in LIVE_STATUSES)),
+                or_(
+                    _candidate.c.owner.is_(None),
+                    _candidate.c.owner == bindparam("owner"),
+                    _candidate.c.lease_expires_at < bindparam("now"),
+                ),
+            )
+            .with_for_update(skip_locked=True)
         )
-    connection.execute(TOUCH_SESSION, (now, sid))
-    return True
+    )
+    .values(owner=bindparam("owner"), epoch=states.c.epoch + 1,
+            lease_expires_at=bindparam("lease_until"))
+    .returning(*STATE_COLUMNS),
+)  # fmt: skip
+RELEASE = Statement(
+    "release",
+    update(states)
+    .where(
+        states.c.session_id == bindparam("sid"),
+        states.c.owner == bindparam("holder"),
+        states.c.epoch == bindparam("mine"),
+    )
+    .values(owner=None, lease_expires_at=None),
+)
 
 
-def sqlite_state_guard(
-    connection: sqlite3.Connection, session_id: str
-) -> tuple[object, ...] | None:
-    """The columns a checkpoint's guard compares (status, version, epoch, owner), if any."""
-    row: tuple[object, ...] | None = connection.execute(STATE_GUARD, (session_id,)).fetchone()
-    return row
+@functools.cache
+def samples(count: int) -> Statement:
+    """The messages at ``count`` sampled positions (bound as ``p0`` ... ``p{count-1}``)."""
+    positions: list[BindParameter[int]] = [bindparam(f"p{i}") for i in range(count)]
+    return Statement(
+        f"samples_{count}",
+        select(messages.c.seq, *MESSAGE_COLUMNS).where(
+            messages.c.session_id == bindparam("sid"), messages.c.seq.in_(positions)
+        ),
+    )
+
+
+# ---------------------------------------------------------------------- reads
+
+LOAD_HEAD = Statement(
+    "load_head",
+    select(*STATE_COLUMNS, *LOAD_SESSION_COLUMNS)
+    .select_from(states.join(sessions, sessions.c.id == states.c.session_id))
+    .where(states.c.session_id == bindparam("sid")),
+)
+LOAD_MESSAGES = Statement(
+    "load_messages",
+    select(*MESSAGE_COLUMNS)
+    .where(messages.c.session_id == bindparam("sid"))
+    .order_by(messages.c.seq),
+)
+STATE = Statement("state", select(*STATE_COLUMNS).where(states.c.session_id == bindparam("sid")))
+SESSION_INFO = Statement(
+    "session_info",
+    select(*SUMMARY_COLUMNS)
+    .select_from(sessions.outerjoin(states, sessions.c.id == states.c.session_id))
+    .where(sessions.c.id == bindparam("sid")),
+)
+
+
+@functools.cache
+def list_sessions(*, by_user: bool, by_status: bool, by_mode: bool, newest_by: str) -> Statement:
+    """One shape of the session listing (filters bound by name, newest first)."""
+    query = select(*SUMMARY_COLUMNS).select_from(
+        sessions.outerjoin(states, sessions.c.id == states.c.session_id)
+    )
+    if by_user:
+        query = query.where(sessions.c.user_id == bindparam("user_id"))
+    if by_status:
+        query = query.where(states.c.status == bindparam("status"))
+    if by_mode:
+        query = query.where(states.c.mode == bindparam("mode"))
+    newest = sessions.c.created_at if newest_by == "created_at" else states.c.updated_at
+    query = query.order_by(newest.desc(), sessions.c.id).limit(bindparam("limit"))
+    return Statement(f"list_{by_user}_{by_status}_{by_mode}_{newest_by}", query)

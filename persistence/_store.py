@@ -1,113 +1,103 @@
-"""Store operations: each one a single transaction, fenced by version and lease epoch.
+"""The store's operations: plain synchronous calls, from any thread.
 
-All methods are coroutines for the store's own event loop (see :class:`Database` for the
-thread-safe entry point). Writes go through the :class:`GroupCommitWriter`; reads use the
-reader engine and never block writes (WAL on SQLite, MVCC on PostgreSQL).
-
-This module holds a session's lifecycle (create, leases, checkpoints, transitions, delete,
-sweep); reads, approvals, connections and operators' tools come from the ``_store_*`` mixins.
+Each write is one operation of :mod:`persistence._lifecycle`, :mod:`persistence._approvals`,
+:mod:`persistence._connections`, :mod:`persistence._admin` or :mod:`persistence._transfer`,
+run by the group-commit writer and returned once committed. Hot reads run on the
+:class:`ReadPool` in the calling thread; the others run Core on the read engine's pool,
+also in the calling thread. Reads never block writes (WAL on SQLite, MVCC on PostgreSQL).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import (
-    Connection,
-    delete,
-    exists,
-    insert,
-    or_,
-    select,
-    tuple_,
-    update,
+from sqlalchemy import Connection
+
+from persistence import _admin, _approvals, _connections, _lifecycle, _transfer
+from persistence._backend import Backend
+from persistence._errors import StoreUnavailable
+from persistence._migrate import current_revision, downgrade_op, upgrade_op
+from persistence._reads import ReadPool
+from persistence._records import (
+    ApprovalRecord,
+    Checkpoint,
+    Lease,
+    NewSession,
+    SessionDocument,
+    SessionSummary,
+    StateRecord,
+    SweepCounts,
 )
+from persistence._write_ops import WriteOp
+from persistence._writer import GroupCommitWriter
 
-from persistence._checkpoint_write import checkpoint_op
-from persistence._codec import decode_message
-from persistence._errors import SessionOwnedElsewhere
-from persistence._lease_statements import HELD, OWNER_FOR_TAKE, SAMPLES, TAKE
-from persistence._models import LIVE_STATUSES
-from persistence._records import Checkpoint, Lease, NewSession, SweepCounts
-from persistence._refusals import diagnose
-from persistence._store_approvals import ApprovalOps
-from persistence._store_connections import ConnectionOps
-from persistence._store_operators import OperatorOps
-from persistence._store_reads import SessionReads
-from persistence._tables import (
-    approvals,
-    connections,
-    sessions,
-    state_record,
-    states,
-)
-
-# (session, epoch) pairs per renewal statement: 2 parameters each, far below SQLite's limit.
-_RENEW_CHUNK = 4000
+T = TypeVar("T")
 
 
-def sample_positions(count: int) -> list[int]:
-    """Positions of the history the owner keeps to detect a rewritten history.
+class Store:
+    """The session store's operations on one database.
 
-    The first message, every power of two, and the last: O(log n) messages whose positions
-    never move as the history grows, so an append is checked without reading the history.
+    Every write waits at most ``timeout`` seconds (unless a call says otherwise) and
+    raises :class:`StoreUnavailable` when the database refused it or did not answer.
     """
-    if count <= 0:
-        return []
-    positions = [0]
-    power = 1
-    while power < count:
-        positions.append(power)
-        power *= 2
-    if positions[-1] != count - 1:  # built in order: no set, no sort
-        positions.append(count - 1)
-    return positions
 
+    def __init__(
+        self, backend: Backend, writer: GroupCommitWriter, reads: ReadPool, timeout: float
+    ) -> None:
+        self._backend = backend
+        self._writer = writer
+        self._reads = reads
+        self.timeout = timeout
 
-class Store(SessionReads, ApprovalOps, ConnectionOps, OperatorOps):
-    """The session store's operations on one database."""
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self._backend.name
 
-    async def create_session(self, new: NewSession) -> None:
+    @property
+    def backend(self) -> Backend:
+        """The database's backend."""
+        return self._backend
+
+    @property
+    def writer(self) -> GroupCommitWriter:
+        """The group-commit writer (for its stats)."""
+        return self._writer
+
+    @property
+    def reads(self) -> ReadPool:
+        """The pool of the hot reads."""
+        return self._reads
+
+    def write(self, op: WriteOp, timeout: float | None = None) -> Any:
+        """Run one write operation through the writer; its result once committed."""
+        return self._writer.call(op, self.timeout if timeout is None else timeout)
+
+    def read(self, fn: Callable[[Connection], T]) -> T:
+        """Run a Core read on a pooled connection of the read engine, in this thread.
+
+        Raises:
+            StoreUnavailable: the database could not be read.
+        """
+        try:
+            with self._backend.read_engine.connect() as connection:
+                return fn(connection)
+        except StoreUnavailable:
+            raise
+        except Exception as exc:
+            if isinstance(exc, LookupError | ValueError | TypeError):
+                raise
+            raise StoreUnavailable(f"the database could not be read: {exc}") from exc
+
+    # ------------------------------------------------------------------ a session's life
+
+    def create_session(self, new: NewSession) -> None:
         """Insert a session and its initial state (owned by ``new.owner`` if given)."""
+        self.write(_lifecycle.create_session(new))
 
-        def op(connection: Connection) -> None:
-            connection.execute(
-                insert(sessions).values(
-                    id=new.session_id,
-                    user_id=new.user_id,
-                    name=new.name,
-                    created_at=new.now,
-                    last_active_at=new.now,
-                    status="active",
-                    meta=new.config_json,
-                    resource_limits=None,
-                )
-            )
-            connection.execute(
-                insert(states).values(
-                    session_id=new.session_id,
-                    mode=new.mode,
-                    context_variables="{}",
-                    plan_data=None,
-                    current_phase="init",
-                    current_step=None,
-                    status="active",
-                    created_at=new.now,
-                    updated_at=new.now,
-                    expires_at=new.expires_at,
-                    version=1,
-                    message_count=0,
-                    owner=new.owner,
-                    epoch=1,
-                    lease_expires_at=new.lease_until,
-                )
-            )
-
-        await self._writer.submit(op)
-
-    async def take_lease(
+    def take_lease(
         self, session_id: str, owner: str, now: datetime, lease_until: datetime
     ) -> Lease:
         """Take (or re-take) a session for ``owner``, bumping its epoch.
@@ -117,97 +107,20 @@ class Store(SessionReads, ApprovalOps, ConnectionOps, OperatorOps):
             InvalidTransition: the session is completed or expired.
             SessionOwnedElsewhere: another owner's lease is still valid.
         """
-        return await self._writer.submit(self._take_lease_op(session_id, owner, now, lease_until))
+        lease: Lease = self.write(_lifecycle.take_lease(session_id, owner, now, lease_until))
+        return lease
 
-    def take_lease_blocking(
-        self, session_id: str, owner: str, now: datetime, lease_until: datetime, timeout: float
-    ) -> Lease:
-        """:meth:`take_lease` for a plain thread (a session actor rehydrating): wait for it.
-
-        On SQLite the take runs in the calling thread when the writer is idle (else it
-        queues for the writer thread), without a hop through the store's event loop, as
-        :meth:`checkpoint_blocking`. Never call it from that loop's thread.
-
-        Raises:
-            StoreUnavailable: the store is closed, refused the write, or did not commit
-                within ``timeout`` seconds (then it may still commit later).
-            SessionNotFound, InvalidTransition, SessionOwnedElsewhere: as :meth:`take_lease`.
-        """
-        op = self._take_lease_op(session_id, owner, now, lease_until)
-        return self._writer.call_threadsafe(op, timeout)
-
-    def _take_lease_op(
-        self, session_id: str, owner: str, now: datetime, lease_until: datetime
-    ) -> Callable[[Connection], Lease]:
-        def take(connection: Connection) -> Lease:
-            before = connection.execute(OWNER_FOR_TAKE, {"sid": session_id}).first()
-            if before is None and connection.dialect.name == "postgresql":
-                diagnose(connection, session_id, action="open")
-            params = {"sid": session_id, "owner": owner, "now": now, "lease_until": lease_until}
-            row = connection.execute(TAKE, params).first()
-            if row is None:
-                diagnose(connection, session_id, action="open")
-            state = state_record(row)
-            previous = before[0] if before is not None and before[0] != owner else None
-            samples = self._samples(connection, session_id, state.message_count)
-            return Lease(state, samples, taken_from=previous)
-
-        def op(connection: Connection) -> Lease:
-            # The usual refusal (a live owner's valid lease) is decided on the committed
-            # row, without locking it.
-            held = connection.execute(HELD, {"sid": session_id}).first()
-            if (
-                held is not None
-                and held[0] not in (None, owner)
-                and (held[1] is None or held[1] >= now)
-            ):
-                diagnose(connection, session_id, action="open")
-            if connection.dialect.name != "postgresql":
-                return take(connection)
-            # A row lock taken by a refused take would last until this whole batch commits,
-            # and two processes' batches could then wait on each other's rows (a deadlock);
-            # the savepoint's rollback on the refusal releases it at once.
-            with connection.begin_nested():
-                return take(connection)
-
-        return op
-
-    def _samples(
-        self, connection: Connection, session_id: str, count: int
-    ) -> dict[int, dict[str, Any]]:
-        positions = sample_positions(count)
-        if not positions:
-            return {}
-        result = connection.execute(SAMPLES, {"sid": session_id, "positions": positions})
-        return {row[0]: decode_message(tuple(row[1:])) for row in result}
-
-    def _checkpoint_op(self, cp: Checkpoint) -> Callable[[Connection], int]:
-        return checkpoint_op(cp, self.dialect)
-
-    async def checkpoint(self, cp: Checkpoint) -> int:
+    def checkpoint(self, cp: Checkpoint) -> int:
         """Durably apply one checkpoint; return the new version.
 
         Raises:
             SessionNotFound, SessionOwnedElsewhere, InvalidTransition, StaleSession: the
                 guard did not match; nothing was written.
         """
-        return await self._writer.submit(self._checkpoint_op(cp))
+        version: int = self.write(_lifecycle.checkpoint(cp))
+        return version
 
-    def checkpoint_blocking(self, cp: Checkpoint, timeout: float) -> int:
-        """:meth:`checkpoint` for a plain thread (a session actor): wait for its commit.
-
-        On SQLite the checkpoint goes straight to the writer thread, without a hop through
-        the store's event loop. Never call it from that loop's thread.
-
-        Raises:
-            StoreUnavailable: the store is closed, refused the write, or did not commit
-                within ``timeout`` seconds (then it may still commit later).
-            SessionNotFound, SessionOwnedElsewhere, InvalidTransition, StaleSession: as
-                :meth:`checkpoint`.
-        """
-        return self._writer.call_threadsafe(self._checkpoint_op(cp), timeout)
-
-    async def transition(  # noqa: PLR0917
+    def transition(  # noqa: PLR0917
         self,
         session_id: str,
         epoch: int,
@@ -220,182 +133,174 @@ class Store(SessionReads, ApprovalOps, ConnectionOps, OperatorOps):
         release: bool,
     ) -> int:
         """Change a live session's status (fenced); return the new version."""
+        op = _lifecycle.transition(
+            session_id, epoch, version, from_statuses, to_status, action, now, expires_at, release
+        )
+        new_version: int = self.write(op)
+        return new_version
 
-        def op(connection: Connection) -> int:
-            values: dict[str, Any] = {
-                "status": to_status,
-                "version": version + 1,
-                "updated_at": now,
-                "expires_at": expires_at,
-            }
-            if release:
-                values.update(owner=None, lease_expires_at=None)
-            result = connection.execute(
-                update(states)
-                .where(
-                    states.c.session_id == session_id,
-                    states.c.epoch == epoch,
-                    states.c.version == version,
-                    states.c.status.in_(from_statuses),
-                )
-                .values(**values)
-            )
-            if result.rowcount != 1:
-                diagnose(
-                    connection,
-                    session_id,
-                    action=action,
-                    epoch=epoch,
-                    version=version,
-                    allowed=from_statuses,
-                )
-            connection.execute(
-                update(sessions)
-                .where(sessions.c.id == session_id)
-                .values(status=to_status, last_active_at=now)
-            )
-            if to_status in ("completed", "expired"):
-                connection.execute(
-                    update(approvals)
-                    .where(approvals.c.session_id == session_id, approvals.c.status == "pending")
-                    .values(status="cancelled", resolved_at=now)
-                )
-            return version + 1
-
-        return await self._writer.submit(op)
-
-    async def delete_session(self, session_id: str, owner: str, now: datetime) -> bool:
-        """Delete a session with its history, approvals and connections.
-
-        Returns ``False`` when it does not exist.
+    def delete_session(self, session_id: str, owner: str, now: datetime) -> bool:
+        """Delete a session with everything attached; ``False`` when it does not exist.
 
         Raises:
             SessionOwnedElsewhere: another owner holds a valid lease on it.
         """
+        return bool(self.write(_lifecycle.delete_session(session_id, owner, now)))
 
-        def op(connection: Connection) -> bool:
-            unowned = or_(
-                states.c.owner.is_(None), states.c.owner == owner, states.c.lease_expires_at < now
-            )
-            result = connection.execute(
-                delete(sessions).where(
-                    sessions.c.id == session_id,
-                    or_(
-                        exists().where(states.c.session_id == session_id, unowned),
-                        ~exists().where(states.c.session_id == session_id),
-                    ),
-                )
-            )
-            if result.rowcount == 1:
-                return True
-            holder = (
-                connection.execute(select(states.c.owner).where(states.c.session_id == session_id))
-            ).first()
-            if holder is not None:
-                raise SessionOwnedElsewhere(session_id, holder[0])
-            return False
-
-        return await self._writer.submit(op)
-
-    async def release_lease(self, session_id: str, owner: str, epoch: int) -> bool:
+    def release_lease(self, session_id: str, owner: str, epoch: int) -> bool:
         """Give up a lease (no-op if it was taken over meanwhile)."""
+        return bool(self.write(_lifecycle.release_lease(session_id, owner, epoch)))
 
-        def op(connection: Connection) -> bool:
-            result = connection.execute(
-                update(states)
-                .where(
-                    states.c.session_id == session_id,
-                    states.c.owner == owner,
-                    states.c.epoch == epoch,
-                )
-                .values(owner=None, lease_expires_at=None)
-            )
-            return bool(result.rowcount)
-
-        return await self._writer.submit(op)
-
-    async def release_all(self, owner: str) -> int:
+    def release_all(self, owner: str) -> int:
         """Give up every lease ``owner`` holds."""
+        return int(self.write(_lifecycle.release_all(owner)))
 
-        def op(connection: Connection) -> int:
-            result = connection.execute(
-                update(states)
-                .where(states.c.owner == owner)
-                .values(owner=None, lease_expires_at=None)
+    def renew_leases(self, owner: str, lease_until: datetime, epochs: dict[str, int]) -> set[str]:
+        """Extend the leases ``owner`` holds at exactly these ``epochs``; return those lost."""
+        lost: set[str] = self.write(_lifecycle.renew_leases(owner, lease_until, epochs))
+        return lost
+
+    def sweep(self, now: datetime, connection_cutoff: datetime) -> SweepCounts:
+        """Expire idle sessions and stale approvals, drop dead connections."""
+        counts: SweepCounts = self.write(_lifecycle.sweep(now, connection_cutoff))
+        return counts
+
+    # ------------------------------------------------------------------ hot reads
+
+    def load(self, session_id: str) -> SessionDocument | None:
+        """The whole session with its history, or ``None`` if it does not exist."""
+        return self._reads.load(session_id)
+
+    def state(self, session_id: str) -> StateRecord | None:
+        """The state row of a session, without its history."""
+        return self._reads.state(session_id)
+
+    def session_info(self, session_id: str) -> SessionSummary | None:
+        """A session's summary, whatever its status."""
+        return self._reads.session_info(session_id)
+
+    def list_sessions(
+        self,
+        user_id: str | None,
+        status: str | None,
+        mode: str | None,
+        limit: int,
+        *,
+        newest_by: str = "updated_at",
+    ) -> list[SessionSummary]:
+        """Sessions matching the filters, most recently updated (or created) first."""
+        return self._reads.list_sessions(user_id, status, mode, limit, newest_by)
+
+    # ------------------------------------------------------------------ approvals
+
+    def create_approval(  # noqa: PLR0917
+        self,
+        approval_id: str,
+        session_id: str,
+        approval_type: str,
+        context_json: str,
+        now: datetime,
+        expires_at: datetime | None,
+    ) -> None:
+        """Insert a pending approval request for an existing, live session."""
+        self.write(
+            _approvals.create_approval(
+                approval_id, session_id, approval_type, context_json, now, expires_at
             )
-            return int(result.rowcount)
+        )
 
-        return await self._writer.submit(op)
+    def resolve_approval(
+        self, approval_id: str, resolution: str, result_json: str | None, now: datetime
+    ) -> bool:
+        """Resolve a pending, unexpired approval; ``False`` if it is no longer pending.
 
-    async def renew_leases(
-        self, owner: str, lease_until: datetime, epochs: dict[str, int]
-    ) -> set[str]:
-        """Extend the leases ``owner`` holds at exactly these ``epochs``; return those lost.
-
-        Only the given ``(session, epoch)`` pairs are renewed: a row still naming ``owner``
-        that the caller no longer serves (its release failed) lapses by itself instead of
-        being kept from other processes for as long as this one lives.
+        Raises:
+            ApprovalNotFound: no such approval request.
         """
-        pairs = list(epochs.items())
+        op = _approvals.resolve_approval(approval_id, resolution, result_json, now)
+        return bool(self.write(op))
 
-        def op(connection: Connection) -> set[str]:
-            held: set[str] = set()
-            # Bounded chunks keep the statement under SQLite's bound-parameter limit.
-            for start in range(0, len(pairs), _RENEW_CHUNK):
-                result = connection.execute(
-                    update(states)
-                    .where(
-                        states.c.owner == owner,
-                        states.c.status.in_(LIVE_STATUSES),
-                        tuple_(states.c.session_id, states.c.epoch).in_(
-                            pairs[start : start + _RENEW_CHUNK]
-                        ),
-                    )
-                    .values(lease_expires_at=lease_until)
-                    .returning(states.c.session_id)
-                )
-                held.update(row[0] for row in result)
-            return {sid for sid, _ in pairs if sid not in held}
+    def get_approval(self, approval_id: str) -> ApprovalRecord | None:
+        """One approval request."""
+        return self.read(_approvals.get_approval(approval_id))
 
-        return await self._writer.submit(op)
+    def pending_approvals(self, session_id: str) -> list[ApprovalRecord]:
+        """The pending approval requests of a session, oldest first."""
+        return self.read(_approvals.pending_approvals(session_id))
 
-    async def sweep(self, now: datetime, connection_cutoff: datetime) -> SweepCounts:
-        """Expire idle sessions and stale approvals, drop dead connections; set-based."""
+    # ------------------------------------------------------------------ connections
 
-        def op(connection: Connection) -> SweepCounts:
-            result = connection.execute(
-                update(states)
-                .where(states.c.status == "active", states.c.expires_at < now)
-                .values(
-                    status="expired",
-                    version=states.c.version + 1,
-                    updated_at=now,
-                    owner=None,
-                    lease_expires_at=None,
-                )
-                .returning(states.c.session_id)
-            )
-            expired = [row[0] for row in result]
-            if expired:
-                expired_ids = select(states.c.session_id).where(states.c.status == "expired")
-                connection.execute(
-                    update(sessions)
-                    .where(sessions.c.status != "expired", sessions.c.id.in_(expired_ids))
-                    .values(status="expired")
-                )
-                connection.execute(
-                    update(approvals)
-                    .where(approvals.c.status == "pending", approvals.c.session_id.in_(expired_ids))
-                    .values(status="cancelled", resolved_at=now)
-                )
-            approvals_expired = connection.execute(
-                update(approvals)
-                .where(approvals.c.status == "pending", approvals.c.expires_at < now)
-                .values(status="expired")
-            )
-            removed = connection.execute(
-                delete(connections).where(connections.c.last_heartbeat < connection_cutoff)
-            )
-            return SweepCounts(expired, int(approvals_expired.rowcount), int(removed.rowcount))
+    def register_connection(
+        self, task_id: str, session_id: str | None, instance: str, now: datetime
+    ) -> None:
+        """Record (or refresh) a live connection of a task."""
+        self.write(_connections.register_connection(task_id, session_id, instance, now))
 
-        return await self._writer.submit(op)
+    def heartbeat(self, task_id: str, now: datetime) -> bool:
+        """Refresh a connection's heartbeat; ``False`` if it is unknown (or was reaped)."""
+        return bool(self.write(_connections.heartbeat(task_id, now)))
+
+    def unregister_connection(self, task_id: str) -> bool:
+        """Forget a connection; ``False`` if it was unknown."""
+        return bool(self.write(_connections.unregister_connection(task_id)))
+
+    def connections_of(self, session_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """Live connections (of the given sessions, or all)."""
+        return self.read(_connections.connections_of(session_ids))
+
+    # ------------------------------------------------------------------ operators' tools
+
+    def history(
+        self, session_id: str, tail: int | None = None
+    ) -> list[tuple[int, dict[str, Any]]] | None:
+        """The last ``tail`` messages (all if ``None``) as ``(seq, message)``, oldest first.
+
+        Returns ``None`` when the session does not exist.
+        """
+        return self.read(_admin.history_fn(session_id, tail))
+
+    def count_purgeable(self, statuses: Sequence[str], cutoff: datetime, now: datetime) -> int:
+        """How many sessions :meth:`purge` would delete."""
+        return self.read(_admin.count_purgeable_fn(statuses, cutoff, now))
+
+    def purge(
+        self, statuses: Sequence[str], cutoff: datetime, now: datetime, limit: int
+    ) -> list[str]:
+        """Delete at most ``limit`` unowned sessions in ``statuses`` not updated since ``cutoff``.
+
+        One transaction per call: interrupting a purge between calls (or during one)
+        leaves whole sessions or none. Returns the ids deleted.
+        """
+        deleted: list[str] = self.write(_admin.purge_op(statuses, cutoff, now, limit))
+        return deleted
+
+    def overview(self, now: datetime) -> _admin.StoreOverview:
+        """Counts by status and mode, database size, oldest active, pending approvals."""
+        return self.read(_admin.overview_fn(now))
+
+    def export_session(self, session_id: str) -> dict[str, Any] | None:
+        """A session with its history and approvals as a JSON-ready document, or ``None``."""
+        return self.read(_transfer.export_fn(session_id))
+
+    def import_session(self, document: Any, now: datetime, *, replace: bool = False) -> str:
+        """Write a document of :meth:`export_session` (validated first); return its id.
+
+        Raises:
+            InvalidArgument: not a valid export; nothing was written.
+            SessionExists: the session exists and ``replace`` is false.
+            SessionOwnedElsewhere: ``replace`` of a session a live owner holds.
+        """
+        session_id: str = self.write(_transfer.import_op(document, now, replace=replace))
+        return session_id
+
+    def schema_revision(self) -> str | None:
+        """The alembic revision the database is at (``None``: no schema yet)."""
+        return self.read(current_revision)
+
+    def migrate(self, revision: str = "head", timeout: float | None = None) -> None:
+        """Upgrade the schema to ``revision`` (one transaction, see :func:`upgrade_op`)."""
+        self.write(upgrade_op(revision), timeout)
+
+    def downgrade(self, revision: str, timeout: float | None = None) -> None:
+        """Take the schema back to ``revision`` (``"base"``: empty)."""
+        self.write(downgrade_op(revision), timeout)

@@ -6,7 +6,7 @@ read on any path has the same columns in the same order and decodes the same way
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 from sqlalchemy import Table
@@ -80,6 +80,13 @@ LOAD_SESSION_COLUMNS = (
 )
 
 
-def state_record(row: Sequence[Any]) -> StateRecord:
-    """The :class:`StateRecord` of a row that starts with :data:`STATE_COLUMNS`."""
-    return StateRecord(*row[: len(STATE_COLUMNS)])
+#: Positions of the datetime columns in a row that starts with :data:`STATE_COLUMNS`.
+STATE_TIMES = (7, 8, 9, 14)
+
+
+def state_record(row: Sequence[Any], load_time: Callable[[Any], Any]) -> StateRecord:
+    """The :class:`StateRecord` of a driver's row that starts with :data:`STATE_COLUMNS`."""
+    values = list(row[: len(STATE_COLUMNS)])
+    for position in STATE_TIMES:
+        values[position] = load_time(values[position])
+    return StateRecord(*values)

@@ -1,33 +1,48 @@
 """What the group-commit writer runs: write operations, their outcomes, its counters.
 
-An operation is a callable on a SQLAlchemy connection (or a :class:`DualOp`, which can also
-run on the bare ``sqlite3`` connection). Within a batch each one's domain error becomes its
-own outcome; anything else fails the whole batch (see :mod:`persistence._writer`).
+An operation is either a :class:`HotOp` (a generator on compiled statements, see
+:class:`persistence._backend.Tx`) or a plain callable on a SQLAlchemy connection (Core;
+cold paths such as migrations and imports). Within a batch each one's domain error becomes
+its own outcome; anything else fails the whole batch (see :mod:`persistence._writer`).
 """
 
 from __future__ import annotations
 
-import concurrent.futures
-import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection
 
 from persistence._ack import Ack
+from persistence._backend import Tx
 from persistence._errors import SessionSupervisorError, StoreUnavailable
 
 T = TypeVar("T")
-WriteOp = Callable[[Connection], Any]
+#: A hot operation's body: it sends statements, yields where it needs their results
+#: (a pipeline sync point), and returns its value.
+Phases = Generator[None, None, T]
 Outcome = tuple[bool, Any]
-Item = tuple[WriteOp, "concurrent.futures.Future[Any] | Ack[Any]"]
 
 
-#: deadlock_detected, serialization_failure: raised before COMMIT succeeded, whole batch undone.
-RETRY_SQLSTATES = frozenset({"40P01", "40001"})
-#: Runs of one PostgreSQL batch before its operations are refused.
-PG_ATTEMPTS = 3
+@dataclass(frozen=True, slots=True)
+class HotOp(Generic[T]):
+    """A write on compiled statements, run on the driver's connection.
+
+    ``run`` is called once per attempt of its batch; each ``yield`` of the generator it
+    returns marks where it reads the results of the statements it sent. On PostgreSQL
+    the writer sends every operation's statements up to its next ``yield`` in one round
+    trip; on SQLite statements run at once and the yields change nothing.
+    """
+
+    run: Callable[[Tx], Phases[T]]
+
+
+WriteOp = HotOp[Any] | Callable[[Connection], Any]
+Item = tuple[WriteOp, Ack[Any]]
+
+#: Runs of one batch the database rolled back whole (a deadlock victim) before it fails.
+ATTEMPTS = 3
 
 
 @dataclass
@@ -52,39 +67,44 @@ class WriterStats:
             del timings[:2048]
 
 
-@dataclass(frozen=True, slots=True)
-class DualOp:
-    """A write that can also run on the writer's bare ``sqlite3`` connection.
-
-    Calling it runs ``core`` (any dialect, through SQLAlchemy). On SQLite, a batch made
-    only of these runs ``sqlite`` instead, in a transaction the writer opens and commits on
-    the ``sqlite3`` connection itself: SQLAlchemy's transaction and event machinery cost
-    more than a checkpoint's statements. Both must do the same thing.
-    """
-
-    core: WriteOp
-    sqlite: Callable[[sqlite3.Connection], Any]
-
-    def __call__(self, connection: Connection) -> Any:
-        """Run the SQLAlchemy version."""
-        return self.core(connection)
-
-
-def apply_sqlite(connection: sqlite3.Connection, ops: list[DualOp]) -> list[Outcome]:
-    outcomes: list[Outcome] = []
-    for op in ops:
-        try:
-            outcomes.append((True, op.sqlite(connection)))
-        except SessionSupervisorError as error:
-            outcomes.append((False, error))
+def run_phased(tx: Tx, ops: list[HotOp[Any]], sync: Callable[[], None]) -> list[Outcome]:
+    """Run hot operations phase by phase: one ``sync`` per phase for the whole batch."""
+    outcomes: list[Outcome] = [(False, None)] * len(ops)
+    running = [(index, op.run(tx)) for index, op in enumerate(ops)]
+    while running:
+        waiting = []
+        for index, phases in running:
+            try:
+                next(phases)
+            except StopIteration as done:
+                outcomes[index] = (True, done.value)
+            except SessionSupervisorError as error:
+                outcomes[index] = (False, error)
+            else:
+                waiting.append((index, phases))
+        if waiting:
+            sync()
+        running = waiting
     return outcomes
 
 
-def apply_ops(connection: Connection, ops: list[WriteOp]) -> list[Outcome]:
+def run_hot(tx: Tx, op: HotOp[T]) -> T:
+    """Run one hot operation to its end (statements run at once)."""
+    phases = op.run(tx)
+    while True:
+        try:
+            next(phases)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+
+def run_mixed(tx: Tx, connection: Connection, ops: list[WriteOp]) -> list[Outcome]:
+    """Run operations one after the other in the connection's open transaction."""
     outcomes: list[Outcome] = []
     for op in ops:
         try:
-            outcomes.append((True, op(connection)))
+            value = run_hot(tx, op) if isinstance(op, HotOp) else op(connection)
+            outcomes.append((True, value))
         except SessionSupervisorError as error:
             outcomes.append((False, error))
     return outcomes
@@ -92,39 +112,27 @@ def apply_ops(connection: Connection, ops: list[WriteOp]) -> list[Outcome]:
 
 def settle(batch: list[Item], outcomes: list[Outcome]) -> None:
     """Acknowledge (or fail) each operation of a finished transaction."""
-    for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
+    for (_, ack), (ok, value) in zip(batch, outcomes, strict=True):
         if ok:
-            future.set_result(value)
+            ack.set_result(value)
         else:
-            future.set_exception(value)
-
-
-def wait_for(future: concurrent.futures.Future[T], timeout: float) -> T:
-    try:
-        return future.result(timeout)
-    except concurrent.futures.TimeoutError:
-        future.cancel()  # dropped if its transaction has not started yet
-        raise StoreUnavailable("the session store did not answer in time") from None
+            ack.set_exception(value)
 
 
 def wait_for_ack(ack: Ack[T], timeout: float) -> T:
-    """:func:`wait_for` for an :class:`Ack`."""
+    """The outcome of a queued write, waiting at most ``timeout`` seconds.
+
+    Raises:
+        StoreUnavailable: no outcome in time (dropped if its transaction had not started).
+    """
     if ack.wait(timeout):
         return ack.outcome()
     ack.cancel()  # dropped if its transaction has not started yet
     raise StoreUnavailable("the session store did not answer in time")
 
 
-def rolled_back_for_a_retry(exc: BaseException) -> bool:
-    """Whether ``exc`` is a PostgreSQL deadlock or serialization failure.
-
-    The server then rolled the whole transaction back (nothing of it committed), so
-    running the batch again is safe.
-    """
-    return getattr(getattr(exc, "orig", None), "sqlstate", None) in RETRY_SQLSTATES
-
-
 def refusal(exc: BaseException) -> StoreUnavailable:
+    """The error of every operation of a batch the database refused."""
     error = StoreUnavailable(f"the database refused the write: {exc}")
     error.__cause__ = exc
     return error

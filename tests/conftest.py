@@ -6,7 +6,6 @@ timeout), so a failing test never leaves threads behind.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -14,7 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import asyncpg
+import psycopg
 import pykka
 import pytest
 
@@ -29,7 +28,7 @@ ManagerFactory = Callable[..., SessionManager]
 @pytest.fixture
 def db_url(tmp_path: Path) -> str:
     """A fresh SQLite database file for this test."""
-    return f"sqlite+aiosqlite:///{tmp_path / 'sessions.db'}"
+    return f"sqlite:///{tmp_path / 'sessions.db'}"
 
 
 #: The PostgreSQL server the tests use (trust auth); its ``postgres`` database is only
@@ -40,14 +39,8 @@ PG_ADMIN_DSN = os.environ.get(
 
 
 def _pg_admin(statement: str) -> None:
-    async def run() -> None:
-        connection = await asyncpg.connect(PG_ADMIN_DSN, timeout=5)
-        try:
-            await connection.execute(statement)
-        finally:
-            await connection.close()
-
-    asyncio.run(run())
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True, connect_timeout=5) as connection:
+        connection.execute(statement)
 
 
 @pytest.fixture(scope="session")
@@ -59,7 +52,7 @@ def pg_server() -> str:
     """
     try:
         _pg_admin("SELECT 1")
-    except (OSError, asyncpg.PostgresError) as error:
+    except (OSError, psycopg.Error) as error:
         message = f"PostgreSQL is not reachable at {PG_ADMIN_DSN}: {error}"
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(message + " (CI must run the PostgreSQL tests)")
@@ -73,7 +66,7 @@ def pg_url(pg_server: str) -> Iterator[str]:
     name = f"ss_test_{uuid.uuid4().hex[:12]}"
     _pg_admin(f'CREATE DATABASE "{name}"')
     host = pg_server.split("@", 1)[1].rsplit("/", 1)[0]
-    yield f"postgresql+asyncpg://postgres@{host}/{name}"
+    yield f"postgresql://postgres@{host}/{name}"
     _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 

@@ -68,19 +68,17 @@ def _create(db: Database, clock: ManualClock, owner: str | None = None) -> str:
 
     session_id = str(uuid.uuid4())
     now = clock()
-    db.run(
-        db.store.create_session(
-            NewSession(
-                session_id=session_id,
-                user_id=None,
-                name="n",
-                mode="copilot",
-                config_json="{}",
-                now=now,
-                expires_at=now + timedelta(days=1),
-                owner=owner,
-                lease_until=now + timedelta(seconds=30) if owner else None,
-            )
+    db.store.create_session(
+        NewSession(
+            session_id=session_id,
+            user_id=None,
+            name="n",
+            mode="copilot",
+            config_json="{}",
+            now=now,
+            expires_at=now + timedelta(days=1),
+            owner=owner,
+            lease_until=now + timedelta(seconds=30) if owner else None,
         )
     )
     return session_id
@@ -102,7 +100,7 @@ class TestSessionActor:
         state = ref.ask(Describe(), timeout=TIMEOUT)
         assert isinstance(state, LiveState)
         assert (state.status, state.version, state.epoch) == ("active", 1, 2)
-        row = database.run(database.store.state(session_id))
+        row = database.store.state(session_id)
         assert row is not None
         assert row.owner == "me"
 
@@ -150,7 +148,7 @@ class TestSessionActor:
         assert not ref.is_alive()
         with pytest.raises((ActorGone, pykka.ActorDeadError)):
             ref.ask(Describe(), timeout=TIMEOUT)
-        row = database.run(database.store.state(session_id))
+        row = database.store.state(session_id)
         assert row is not None
         assert (row.status, row.owner) == ("completed", None)
 
@@ -178,7 +176,7 @@ class TestFencing:
                 ref1.ask(_save(6), timeout=TIMEOUT)
             ref1.actor_stopped.wait(TIMEOUT)
             assert not ref1.is_alive()
-            row = database.run(database.store.state(session_id))
+            row = database.store.state(session_id)
             assert row is not None
             assert (row.owner, row.version, row.message_count) == ("second", 3, 4)
         finally:
@@ -209,7 +207,7 @@ class TestSupervisorRegistry:
         clock.advance(seconds=20)
         assert supervisor.renew_leases().get(timeout=TIMEOUT) == 3
         for session_id in ids:
-            row = database.run(database.store.state(session_id))
+            row = database.store.state(session_id)
             assert row is not None
             assert row.lease_expires_at == clock() + timedelta(seconds=30)
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -22,7 +24,7 @@ from actors import ManualClock
 from actors import _cli_ops as cli_ops
 from actors._cli_support import ExitCode, parse_duration
 from actors.cli import cli
-from persistence import Database
+from persistence import Database, StoreUnavailable
 from persistence._models import SessionMessageRow, SessionRow, SessionStateRow
 from tests.conftest import ManagerFactory, history
 
@@ -390,12 +392,19 @@ class TestPurge:
         manager.close()
         real = cli_ops.purge_batch
         calls: list[int] = []
+        interrupted_batches: list[threading.Thread] = []
 
         def interrupted(db: Database, *args: Any) -> list[str]:
             calls.append(1)
             if len(calls) == 3:
-                # The batch is in flight (submitted, not awaited) when Ctrl-C arrives.
-                db.submit(db.store.purge(*args))
+                # The batch is in flight (sent from another thread) when Ctrl-C arrives.
+                def purge() -> None:
+                    with contextlib.suppress(StoreUnavailable):  # closed before it ran
+                        db.store.purge(*args)
+
+                in_flight = threading.Thread(target=purge)
+                in_flight.start()
+                interrupted_batches.append(in_flight)
                 raise KeyboardInterrupt
             return real(db, *args)
 
@@ -403,6 +412,8 @@ class TestPurge:
         result = run(db_url, "purge", "--older-than", "30d", "--batch-size", "3", "--yes")
         assert result.exit_code == ExitCode.INTERRUPTED
         assert "interrupted after purging 6 sessions" in result.stderr
+        for thread in interrupted_batches:
+            thread.join(10)
         assert_consistent(db_path)
         left = counts(db_path)
         assert left["sessions"] in (1, 4)  # the batch in flight committed whole or not at all

@@ -43,12 +43,27 @@ class TestFactory:
             first.close()
 
     @pytest.mark.parametrize(
-        "url", ["sqlite://", "sqlite:///:memory:", "mysql://x/y", "not a url at all"]
+        "url", ["sqlite://", "sqlite:///:memory:", "mysql://x/y", "://no-scheme"]
     )
     def test_unusable_database_url_is_refused(self, url: str) -> None:
         """A clear InvalidArgument, before anything starts."""
         with pytest.raises(InvalidArgument):
             create_session_manager(url)
+
+    def test_a_plain_path_is_a_sqlite_file(self, tmp_path: Path) -> None:
+        """A path without a scheme opens (and creates) that SQLite file, as the CLI promises."""
+        path = tmp_path / "plain.db"
+        manager = create_session_manager(str(path))
+        try:
+            session_id = manager.create_session("task", {})
+            assert manager.database.store.dialect == "sqlite"
+        finally:
+            manager.close()
+        reopened = create_session_manager(str(path))
+        try:
+            assert reopened.get_session_info(session_id) is not None
+        finally:
+            reopened.close()
 
     def test_bad_settings_are_refused(self, db_url: str) -> None:
         """Settings are checked; nothing is left running after the refusal."""

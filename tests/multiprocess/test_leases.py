@@ -7,13 +7,12 @@ The real-process versions of these guarantees are in ``test_processes.py``.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import asyncpg
+import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 from structlog.testing import capture_logs
@@ -27,7 +26,9 @@ from actors import (
 )
 from actors._mailbox import QuickActor
 from persistence import Database, StateRecord
-from persistence._lease_statements import TAKE
+from persistence._backend import Tx
+from persistence._statements import TAKE
+from persistence._write_ops import HotOp, Phases
 from tests.conftest import ManagerFactory, history
 
 LEASE = timedelta(seconds=30)
@@ -41,7 +42,7 @@ def _renew(manager: SessionManager) -> int:
 
 
 def _state(database: Database, session_id: str) -> StateRecord:
-    state = database.run(database.store.state(session_id))
+    state = database.store.state(session_id)
     assert state is not None, session_id
     return state
 
@@ -281,9 +282,7 @@ class TestTakeLease:
             a.checkpoint(session_id, history(9), {}, "p")
         before = _state(database, session_id)
         now = datetime.now(UTC)
-        lease = database.store.take_lease_blocking(
-            session_id, "b", now, now + timedelta(seconds=30), TIMEOUT
-        )
+        lease = database.store.take_lease(session_id, "b", now, now + timedelta(seconds=30))
         assert lease.taken_from is None  # "a" released it on close
         assert (lease.state.owner, lease.state.epoch) == ("b", before.epoch + 1)
         assert lease.samples == {i: history(9)[i] for i in (0, 1, 2, 4, 8)}
@@ -298,9 +297,7 @@ class TestTakeLease:
             before = _state(database, session_id)
             now = datetime.now(UTC)
             with pytest.raises(SessionOwnedElsewhere) as refused:
-                database.store.take_lease_blocking(
-                    session_id, "b", now, now + timedelta(seconds=30), TIMEOUT
-                )
+                database.store.take_lease(session_id, "b", now, now + timedelta(seconds=30))
             assert refused.value.owner == "a"
             assert _state(database, session_id) == before
 
@@ -316,13 +313,15 @@ class TestTakeLease:
             session_id = a.create_session("c", {})
             before = _state(database, session_id)
             now = datetime.now(UTC)
-            params = {"sid": session_id, "owner": "b", "now": now,
-                      "lease_until": now + timedelta(seconds=30)}  # fmt: skip
 
-            def take(connection: Any) -> Any:
-                return connection.execute(TAKE, params).first()
+            def take(tx: Tx) -> Phases[Any]:
+                params = {"sid": session_id, "owner": "b", "now": tx.time(now),
+                          "lease_until": tx.time(now + timedelta(seconds=30))}  # fmt: skip
+                taken = tx.execute(TAKE, params)
+                yield
+                return taken.fetchone()
 
-            assert database.run(database.store._writer.submit(take)) is None
+            assert database.store.write(HotOp(take)) is None
             assert _state(database, session_id) == before
             assert a.save_session_state(session_id, history(1), {}, "still a's")
 
@@ -330,9 +329,7 @@ class TestTakeLease:
         """An id that does not exist: SessionNotFound."""
         now = datetime.now(UTC)
         with pytest.raises(SessionNotFound):
-            database.store.take_lease_blocking(
-                "no-such-session", "b", now, now + timedelta(seconds=30), TIMEOUT
-            )
+            database.store.take_lease("no-such-session", "b", now, now + timedelta(seconds=30))
 
 
 class TestStoreRenewal:
@@ -357,12 +354,12 @@ class TestStoreRenewal:
             held_until = before[held].lease_expires_at
             assert held_until is not None
             later = held_until + timedelta(minutes=1)
-            lost = database.run(store.renew_leases("a", later, {held: epoch}))
+            lost = store.renew_leases("a", later, {held: epoch})
             assert lost == set()
             assert _state(database, held).lease_expires_at == later
             orphan_after = _state(database, orphan)
             assert orphan_after.lease_expires_at == before[orphan].lease_expires_at
-            assert database.run(store.renew_leases("a", later, {held: epoch + 1})) == {held}
+            assert store.renew_leases("a", later, {held: epoch + 1}) == {held}
 
 
 @pytest.mark.postgres
@@ -379,24 +376,14 @@ class TestPostgresLocks:
         b = make_manager(database_url=pg_url, instance_id="b")
         dsn = make_url(pg_url).set(drivername="postgresql").render_as_string(False)
 
-        async def hold_row_then_take() -> tuple[float, Any]:
-            peer = await asyncpg.connect(dsn)
-            try:
-                transaction = peer.transaction()
-                await transaction.start()
-                await peer.execute(
-                    "SELECT 1 FROM session_states WHERE session_id = $1 FOR UPDATE", session_id
-                )
-                started = time.monotonic()
-                outcome = await asyncio.to_thread(
-                    b.save_session_state, session_id, history(1), {}, "x"
-                )
-                await transaction.rollback()
-                return time.monotonic() - started, outcome
-            finally:
-                await peer.close()
-
-        waited, outcome = asyncio.run(hold_row_then_take())
+        with psycopg.connect(dsn) as peer:  # its first statement begins a transaction
+            peer.execute(
+                "SELECT 1 FROM session_states WHERE session_id = %s FOR UPDATE", (session_id,)
+            )
+            started = time.monotonic()
+            outcome = b.save_session_state(session_id, history(1), {}, "x")
+            waited = time.monotonic() - started
+            peer.rollback()
         assert outcome is False
         assert waited < 2.0
         assert b.save_session_state(session_id, history(1), {}, "x")
@@ -404,16 +391,21 @@ class TestPostgresLocks:
     def test_connections_carry_the_idle_in_transaction_timeout(
         self, pg_url: str, make_manager: ManagerFactory
     ) -> None:
-        """A process paused inside a transaction loses it (and its locks) after 5 s."""
-        manager = make_manager(database_url=pg_url)
-        engine = manager.database.store._engines.reader
+        """A paused process loses its transaction (and locks) after 5 s; each connection is named.
 
-        async def show() -> Any:
-            async with engine.connect() as connection:
-                result = await connection.exec_driver_sql(
-                    "SELECT current_setting('idle_in_transaction_session_timeout'),"
-                    " current_setting('application_name')"
-                )
-                return tuple(result.one())
+        Checked on the three kinds of connection: the writer's, a hot read's, a Core read's.
+        """
+        manager = make_manager(database_url=pg_url, instance_id="worker-7")
+        store = manager.database.store
+        query = (
+            "SELECT current_setting('idle_in_transaction_session_timeout'),"
+            " current_setting('application_name'), current_setting('TimeZone')"
+        )
+        expected = ("5s", "session-supervisor/worker-7", "UTC")
 
-        assert manager.database.run(show()) == ("5s", "session-supervisor")
+        def on_writer(connection: Any) -> Any:
+            return tuple(connection.exec_driver_sql(query).one())
+
+        assert store.write(on_writer) == expected
+        assert store.reads.read(lambda driver: driver.execute(query).fetchone()) == expected
+        assert store.read(on_writer) == expected

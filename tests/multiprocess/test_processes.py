@@ -8,7 +8,6 @@ with a timeout.
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import sqlite3
 import statistics
@@ -17,7 +16,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-import asyncpg
+import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
@@ -66,21 +65,15 @@ def _holds_a_transaction(url: str) -> bool:
             connection.close()
         return False
 
-    async def idle_in_transaction() -> int:
-        dsn = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
-        connection = await asyncpg.connect(dsn, timeout=5)
-        try:
-            count = await connection.fetchval(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                " AND state LIKE 'idle in transaction%'"
-                " AND now() - state_change > interval '200 milliseconds'"
-            )
-        finally:
-            await connection.close()
-        return int(count)
-
     time.sleep(0.3)
-    return asyncio.run(idle_in_transaction()) > 0
+    dsn = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as server:
+        row = server.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND state LIKE 'idle in transaction%%'"
+            " AND now() - state_change > interval '200 milliseconds'"
+        ).fetchone()
+    return row is not None and int(row[0]) > 0
 
 
 def _pause_between_transactions(worker: Worker, url: str) -> None:

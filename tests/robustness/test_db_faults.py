@@ -7,7 +7,6 @@ database is back the session goes on where it was, with the actor and the databa
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import sqlite3
 import textwrap
@@ -17,7 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import asyncpg
+import psycopg
 import pytest
 from sqlalchemy import event
 
@@ -76,20 +75,15 @@ def _start(manager: SessionManager) -> tuple[str, dict[str, Any]]:
 
 
 def _pg_admin(statement: str, *args: Any) -> Any:
-    async def run() -> Any:
-        connection = await asyncpg.connect(PG_ADMIN_DSN, timeout=5)
-        try:
-            return await connection.fetch(statement, *args)
-        finally:
-            await connection.close()
-
-    return asyncio.run(run())
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True, connect_timeout=5) as connection:
+        cursor = connection.execute(statement, args)
+        return cursor.fetchall() if cursor.description is not None else []
 
 
 def _terminate_backends(database: str) -> int:
     rows = _pg_admin(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-        " WHERE datname = $1 AND pid <> pg_backend_pid()",
+        " WHERE datname = %s AND pid <> pg_backend_pid()",
         database,
     )
     return len(rows)
@@ -303,8 +297,7 @@ class TestSqliteReadOnly:
     def test_read_only_then_writable(self, manager: SessionManager) -> None:
         """Every write fails typed while the file is read-only; nothing is half-written."""
         session_id, before = _start(manager)
-        writer_engine = manager.database._engines.writer
-        assert writer_engine is not None
+        writer_engine = manager.database.store.backend.write_engine
         read_only = {"on": False}
 
         @event.listens_for(writer_engine, "checkout")
@@ -316,10 +309,9 @@ class TestSqliteReadOnly:
             # first failure on it follows the flag; the open one turns read-only now.
             read_only["on"] = on
             if on:
-                run = manager.database.run
-                run(manager.database.store.writer.submit(
+                manager.database.store.write(
                     lambda connection: connection.exec_driver_sql("PRAGMA query_only=1")
-                ))  # fmt: skip
+                )
 
         query_only(True)
         try:
@@ -419,17 +411,17 @@ class TestLostAnswer:
 
     def _lose_answers(self, manager: SessionManager, monkeypatch: pytest.MonkeyPatch) -> None:
         store = manager.database.store
-        real_checkpoint, real_transition = store.checkpoint_blocking, store.transition
+        real_checkpoint, real_transition = store.checkpoint, store.transition
 
-        def checkpoint(cp: Any, timeout: float) -> int:
-            real_checkpoint(cp, timeout)
+        def checkpoint(cp: Any) -> int:
+            real_checkpoint(cp)
             raise StoreUnavailable("injected: the connection dropped after COMMIT")
 
-        async def transition(*args: Any) -> int:
-            await real_transition(*args)
+        def transition(*args: Any) -> int:
+            real_transition(*args)
             raise StoreUnavailable("injected: the connection dropped after COMMIT")
 
-        monkeypatch.setattr(store, "checkpoint_blocking", checkpoint)
+        monkeypatch.setattr(store, "checkpoint", checkpoint)
         monkeypatch.setattr(store, "transition", transition)
 
     def test_next_save_goes_on_from_what_was_committed(

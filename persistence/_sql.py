@@ -1,0 +1,60 @@
+"""Statements written once in SQLAlchemy Core, compiled once per dialect, run on the driver.
+
+The hot paths (checkpoint, lease take, create, load) run the compiled text straight on
+the driver's connection (``sqlite3``, psycopg 3): SQLAlchemy's execution and result
+machinery costs more than such a statement itself. The text is compiled from the Core
+statement, so it follows the models, and each dialect compiles it only once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Dialect
+from sqlalchemy.sql import ClauseElement
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledSQL:
+    """The text of a statement for one dialect, and the values of its literal parameters."""
+
+    text: str
+    defaults: Mapping[str, Any]
+
+    def bind(self, params: Mapping[str, Any]) -> Mapping[str, Any]:
+        """``params`` with the statement's literal parameters (e.g. ``'active'``) added."""
+        return {**self.defaults, **params}
+
+
+class Statement:
+    """A Core statement and its compiled text per dialect (compiled on first use)."""
+
+    __slots__ = ("_compiled", "_lock", "core", "name")
+
+    def __init__(self, name: str, core: ClauseElement) -> None:
+        self.name = name
+        self.core = core
+        self._compiled: dict[str, CompiledSQL] = {}
+        self._lock = threading.Lock()
+
+    def compiled(self, dialect: Dialect) -> CompiledSQL:
+        """The text for ``dialect`` (named parameters in the driver's own style)."""
+        found = self._compiled.get(dialect.name)
+        if found is not None:
+            return found
+        with self._lock:
+            compiled = self.core.compile(dialect=dialect)
+            if "POSTCOMPILE" in str(compiled):
+                msg = f"{self!r}: an expanding IN cannot be compiled once; bind each value"
+                raise ValueError(msg)
+            # Every parameter with its compiled value: the literals' (``'active'``, a NULL
+            # set by ``values(owner=None)``) and None for those the caller binds.
+            found = CompiledSQL(str(compiled), dict(compiled.params))
+            self._compiled[dialect.name] = found
+        return found
+
+    def __repr__(self) -> str:
+        return f"Statement({self.name!r})"

@@ -1,0 +1,155 @@
+"""SQLite: the embedded default. WAL, one writer connection, read-only readers.
+
+The writer's connection begins its transactions with ``BEGIN IMMEDIATE`` (it takes the
+file's write lock at once, so a transaction never fails half-way for a lock) and waits
+``busy_timeout`` for another process holding it. Readers are ``query_only`` connections:
+in WAL mode they never wait for the writer. WAL checkpoints run in a thread of their own
+(see :mod:`persistence.sqlite._walcheckpoint`).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Literal
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
+from sqlalchemy.engine import URL
+
+from persistence._backend import Backend
+from persistence.sqlite._walcheckpoint import FALLBACK_PAGES, WalCheckpointer
+
+SqliteSynchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
+
+
+def sqlite_datetime(value: datetime) -> str:
+    """An aware datetime as SQLAlchemy's SQLite ``DateTime`` stores it (naive UTC text).
+
+    Raises:
+        ValueError: ``value`` is naive (the clock must return aware UTC datetimes).
+    """
+    if value.tzinfo is None:
+        msg = f"naive datetime {value!r}: the clock must return aware UTC datetimes"
+        raise ValueError(msg)
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _configure(
+    engine: Engine, *, begin: str, synchronous: SqliteSynchronous, busy_timeout_ms: int
+) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # SQLAlchemy's recipe: let us emit BEGIN ourselves (IMMEDIATE for the writer).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql(begin)
+
+
+class SqliteBackend(Backend):
+    """A SQLite database file."""
+
+    name: ClassVar[str] = "sqlite"
+    driver_errors: ClassVar[tuple[type[BaseException], ...]] = (sqlite3.Error,)
+
+    def __init__(
+        self,
+        url: URL,
+        *,
+        synchronous: SqliteSynchronous = "NORMAL",
+        busy_timeout_ms: int = 5000,
+        pool_size: int = 5,
+    ) -> None:
+        sync_url = url.set(drivername="sqlite+pysqlite")
+        settings: dict[str, Any] = {"synchronous": synchronous, "busy_timeout_ms": busy_timeout_ms}
+        write_engine = create_engine(
+            sync_url, pool_size=1, max_overflow=0, connect_args={"check_same_thread": False}
+        )
+        _configure(write_engine, begin="BEGIN IMMEDIATE", **settings)
+        read_engine = create_engine(
+            sync_url,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            connect_args={"check_same_thread": False},
+        )
+        _configure(read_engine, begin="BEGIN", **settings)
+        dialect = SQLiteDialect_pysqlite(paramstyle="named")
+        super().__init__(dialect, write_engine, read_engine, url.render_as_string())
+        assert url.database is not None  # noqa: S101 - resolve_url refuses in-memory databases
+        self._database = url.database
+        self._uri = str(url.query.get("uri", "")).lower() in ("1", "true")
+        self._busy_timeout_ms = int(busy_timeout_ms)
+        self._checkpointer = WalCheckpointer(write_engine)
+
+    def connect_reader(self) -> sqlite3.Connection:
+        """A read-only connection: it never takes the write lock nor waits for the writer."""
+        connection = sqlite3.connect(
+            self._database, isolation_level=None, check_same_thread=False, uri=self._uri
+        )
+        # journal_mode is the file's (WAL, set by the writer); query_only makes any write
+        # on this connection an error.
+        connection.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
+        connection.execute("PRAGMA foreign_keys=ON")
+        connection.execute("PRAGMA query_only=ON")
+        return connection
+
+    def begin_read(self, driver: sqlite3.Connection, *, snapshot: bool) -> None:
+        """Every read is one short transaction: no snapshot outlives it."""
+        driver.execute("BEGIN")
+
+    def end_read(self, driver: sqlite3.Connection, *, snapshot: bool) -> None:
+        """End the read's snapshot: the next read on this connection sees later commits."""
+        driver.execute("COMMIT")
+
+    def writer_opened(self, driver: sqlite3.Connection) -> None:
+        """The automatic checkpoint only as a fallback (see the WAL checkpointer)."""
+        driver.execute(f"PRAGMA wal_autocheckpoint={FALLBACK_PAGES}")
+
+    def begin(self, driver: sqlite3.Connection) -> None:
+        """Take the write lock now (waiting ``busy_timeout`` for another process)."""
+        driver.execute("BEGIN IMMEDIATE")
+
+    def commit(self, driver: sqlite3.Connection) -> None:
+        """Commit."""
+        driver.execute("COMMIT")
+
+    def rollback(self, driver: sqlite3.Connection) -> None:
+        """Roll back, if a transaction is open."""
+        if driver.in_transaction:
+            driver.execute("ROLLBACK")
+
+    def bind_time(self, value: datetime) -> str:
+        """Naive UTC text, as SQLAlchemy's SQLite ``DateTime`` stores it."""
+        return sqlite_datetime(value)
+
+    def load_time(self, value: Any) -> datetime | None:
+        """Stored naive UTC text as an aware datetime."""
+        if value is None:
+            return None
+        return datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+    def committed(self, operations: int) -> None:
+        """Wake the WAL checkpointer when enough was committed."""
+        self._checkpointer.committed(operations)
+
+    @property
+    def wal_checkpoints(self) -> int:
+        """Background WAL checkpoints run so far."""
+        return self._checkpointer.checkpoints
+
+    def start(self) -> None:
+        """Start the WAL checkpointer."""
+        self._checkpointer.start()
+
+    def close(self) -> None:
+        """Stop the WAL checkpointer, dispose of the engines."""
+        self._checkpointer.close()
+        super().close()
