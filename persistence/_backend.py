@@ -39,6 +39,9 @@ class Backend(ABC):
     name: ClassVar[str]
     #: Whether the driver can send a batch's statements without waiting for each result.
     pipelines: ClassVar[bool] = False
+    #: The one-statement form of an appending checkpoint, if the database has one: alone
+    #: in its batch, such a checkpoint runs as its own transaction.
+    append_statement: ClassVar[Statement | None] = None
     driver_errors: ClassVar[tuple[type[BaseException], ...]]
 
     def __init__(
@@ -84,6 +87,11 @@ class Backend(ABC):
     def pipeline(self, driver: Driver) -> Iterator[Callable[[], None]]:
         """Queue statements until the yielded ``sync`` (default: none, run at once)."""
         yield _no_sync
+
+    @contextlib.contextmanager
+    def autocommit(self, driver: Driver) -> Iterator[None]:
+        """Run one statement as its own transaction (only with ``append_statement``)."""
+        yield
 
     def retryable(self, error: BaseException) -> bool:
         """Whether a failed transaction was rolled back whole and may simply run again."""
@@ -132,12 +140,15 @@ def _no_sync() -> None:
 class Tx:
     """A write transaction as a hot operation sees it: compiled statements on the driver."""
 
-    __slots__ = ("backend", "dialect", "driver")
+    __slots__ = ("autocommit", "backend", "dialect", "driver")
 
-    def __init__(self, backend: Backend, driver: Driver) -> None:
+    def __init__(self, backend: Backend, driver: Driver, *, autocommit: bool = False) -> None:
         self.backend = backend
         self.dialect = backend.dialect
         self.driver = driver
+        #: The operation runs alone, each statement its own transaction: it must be one
+        #: statement (see :attr:`Backend.append_statement`).
+        self.autocommit = autocommit
 
     def execute(self, statement: Statement, params: Mapping[str, Any]) -> Cursor:
         """Run ``statement``; its cursor (rows, ``rowcount``) once the pipeline synced."""

@@ -18,12 +18,12 @@ from sqlalchemy import Connection, delete, exists, or_, select, tuple_, update
 from persistence import _statements as sql
 from persistence._backend import Tx
 from persistence._codec import decode_message
-from persistence._errors import SessionOwnedElsewhere
+from persistence._errors import SessionOwnedElsewhere, SessionSupervisorError
 from persistence._models import LIVE_STATUSES
 from persistence._records import Checkpoint, Lease, NewSession, StateRecord, SweepCounts
 from persistence._refusals import diagnose, refusal_of
 from persistence._tables import approvals, connections, sessions, state_record, states
-from persistence._write_ops import HotOp, Phases
+from persistence._write_ops import HotOp, NotCommitted, Phases
 
 # (session, epoch) pairs per renewal statement: 2 parameters each, far below SQLite's limit.
 _RENEW_CHUNK = 4000
@@ -122,6 +122,26 @@ def checkpoint(cp: Checkpoint) -> HotOp[int]:
     def run(tx: Tx) -> Phases[int]:
         sid = cp.session_id
         now = tx.time(cp.now)
+        # Measured on PostgreSQL: one statement pays alone (one round trip, no BEGIN nor
+        # COMMIT); in a pipelined batch the three plain statements run faster.
+        one_statement = tx.backend.append_statement
+        if tx.autocommit and one_statement is not None and cp.rewrite_from is None:
+            rows = cp.new_messages
+            applied = tx.execute(
+                one_statement,
+                {"sid": sid, "expected": cp.expected_version, "mine": cp.epoch,
+                 "context": cp.context_json, "phase": cp.phase, "step": cp.step, "now": now,
+                 "expires": tx.time(cp.expires_at), "new_version": cp.expected_version + 1,
+                 "count": cp.message_count, "set_plan": cp.set_plan, "plan": cp.plan_json,
+                 "seqs": list(range(cp.first_seq, cp.first_seq + len(rows))),
+                 "roles": [row[0] for row in rows], "agents": [row[1] for row in rows],
+                 "contents": [row[2] for row in rows], "stamps": [row[3] for row in rows],
+                 "extras": [row[4] for row in rows]},
+            )  # fmt: skip
+            yield
+            if applied.fetchone()[0] != 1:
+                raise _refused(tx, cp)
+            return cp.expected_version + 1
         params: dict[str, Any] = {
             "sid": sid,
             "expected": cp.expected_version,
@@ -143,10 +163,7 @@ def checkpoint(cp: Checkpoint) -> HotOp[int]:
         # refused checkpoint writes nothing.
         yield
         if guarded.rowcount != 1:
-            raise refusal_of(
-                tx, sid, action="save", epoch=cp.epoch, version=cp.expected_version,
-                allowed=("active",),
-            )  # fmt: skip
+            raise _refused(tx, cp)
         if cp.rewrite_from is not None:
             tx.execute(sql.DELETE_MESSAGES_FROM, {"sid": sid, "first": cp.rewrite_from})
         if cp.new_messages:
@@ -162,7 +179,25 @@ def checkpoint(cp: Checkpoint) -> HotOp[int]:
         tx.execute(sql.TOUCH_SESSION, {"sid": sid, "now": now})
         return cp.expected_version + 1
 
-    return HotOp(run)
+    def recover(tx: Tx) -> int:
+        # Only this owner writes the row at this epoch, and it waits for this answer: the
+        # version tells whether the checkpoint committed.
+        row = tx.execute(sql.STATE_GUARD, {"sid": cp.session_id}).fetchone()
+        if row is not None and row[2] == cp.epoch:
+            if row[1] == cp.expected_version + 1:
+                return cp.expected_version + 1
+            if row[1] == cp.expected_version:
+                raise NotCommitted
+        raise _refused(tx, cp)
+
+    return HotOp(run, autocommit=cp.rewrite_from is None, recover=recover)
+
+
+def _refused(tx: Tx, cp: Checkpoint) -> SessionSupervisorError:
+    return refusal_of(
+        tx, cp.session_id, action="save", epoch=cp.epoch, version=cp.expected_version,
+        allowed=("active",),
+    )  # fmt: skip
 
 
 def release_lease(session_id: str, owner: str, epoch: int) -> HotOp[bool]:

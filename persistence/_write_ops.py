@@ -36,6 +36,16 @@ class HotOp(Generic[T]):
     """
 
     run: Callable[[Tx], Phases[T]]
+    #: One statement on a backend with ``Backend.one_statement_appends``: alone in its
+    #: batch it runs in autocommit, without BEGIN and COMMIT.
+    autocommit: bool = False
+    #: After the connection was lost once its COMMIT was sent: the operation's result if
+    #: it committed; raises :class:`NotCommitted` if it did not (then it may run again).
+    recover: Callable[[Tx], T] | None = None
+
+
+class NotCommitted(Exception):
+    """A write whose connection was lost did not commit: it may simply run again."""
 
 
 WriteOp = HotOp[Any] | Callable[[Connection], Any]

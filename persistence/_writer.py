@@ -34,11 +34,12 @@ from sqlalchemy import Connection
 
 from persistence._ack import Ack
 from persistence._backend import Backend, Driver, Tx, core_connection_driver
-from persistence._errors import StoreUnavailable
+from persistence._errors import SessionSupervisorError, StoreUnavailable
 from persistence._write_ops import (
     ATTEMPTS,
     HotOp,
     Item,
+    NotCommitted,
     Outcome,
     WriteOp,
     WriterStats,
@@ -177,6 +178,14 @@ class GroupCommitWriter:
                 outcomes = self._transaction(ops)
                 break
             except Exception as exc:  # noqa: BLE001 - every database failure fails the batch
+                recoverable = self._committing and self._recoverable(ops, exc)
+                if recoverable:
+                    found = self._recover(cast("HotOp[Any]", ops[0]))
+                    if found is not None:
+                        return [found]
+                    if attempt < ATTEMPTS:  # it did not commit: it simply runs again
+                        self.stats.retried_batches += 1
+                        continue
                 lost = not self._committing and self._backend.connection_lost(exc)
                 if attempt < ATTEMPTS and (lost or self._backend.retryable(exc)):
                     # Rolled back whole, or the connection died before COMMIT was sent:
@@ -198,6 +207,39 @@ class GroupCommitWriter:
         self._backend.committed(len(ops))
         return outcomes
 
+    def _recoverable(self, ops: list[WriteOp], error: BaseException) -> bool:
+        """A lone operation that can tell whether it committed, whose connection died."""
+        return (
+            len(ops) == 1
+            and isinstance(ops[0], HotOp)
+            and ops[0].recover is not None
+            and self._backend.connection_lost(error)
+        )
+
+    def _recover(self, op: HotOp[Any]) -> Outcome | None:
+        """Whether ``op`` committed, read on a new connection; ``None`` if it did not.
+
+        Returns its outcome if it committed, or the error that explains its refusal.
+        """
+        self._drop_connection()
+        log.info("store.outcome_unknown", action="reading back whether the write committed")
+        try:
+            self._connect()
+            tx = Tx(self._backend, self._driver)
+            try:
+                assert op.recover is not None  # noqa: S101 - checked by _recoverable
+                return (True, op.recover(tx))
+            finally:
+                with contextlib.suppress(Exception):
+                    self._backend.commit(self._driver)
+        except NotCommitted:
+            return None
+        except SessionSupervisorError as error:
+            return (False, error)
+        except Exception as exc:  # noqa: BLE001 - still unknown: refuse, typed
+            self._drop_connection()
+            return (False, refusal(exc))
+
     def _transaction(self, ops: list[WriteOp]) -> list[Outcome]:
         self._committing = False
         connection = self._connect()
@@ -216,6 +258,10 @@ class GroupCommitWriter:
                 transaction.commit()
                 return outcomes
             hot = cast("list[HotOp[Any]]", ops)
+            if len(hot) == 1 and hot[0].autocommit and backend.append_statement is not None:
+                self._committing = True  # the statement is its own transaction
+                with backend.autocommit(driver):
+                    return run_mixed(Tx(backend, driver, autocommit=True), connection, list(hot))
             backend.begin(driver)
             try:
                 # Measured: a pipeline pays from two operations on; one runs faster without.

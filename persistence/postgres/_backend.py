@@ -21,6 +21,8 @@ from sqlalchemy.engine import URL
 
 from persistence._backend import Backend
 from persistence._engine import DEFAULT_APPLICATION_NAME
+from persistence._sql import Statement
+from persistence.postgres._statements import CHECKPOINT_APPEND
 
 #: A process that is paused (SIGSTOP, a frozen VM) inside one of its transactions keeps
 #: that transaction's row locks, which would block a takeover for as long as the pause
@@ -48,6 +50,7 @@ class PostgresBackend(Backend):
 
     name: ClassVar[str] = "postgresql"
     pipelines: ClassVar[bool] = True
+    append_statement: ClassVar[Statement | None] = CHECKPOINT_APPEND
     driver_errors: ClassVar[tuple[type[BaseException], ...]] = (psycopg.Error,)
 
     def __init__(
@@ -106,6 +109,16 @@ class PostgresBackend(Backend):
         """Roll back; a broken connection is dropped by the writer anyway."""
         with contextlib.suppress(psycopg.Error):
             driver.rollback()
+
+    @contextlib.contextmanager
+    def autocommit(self, driver: psycopg.Connection[Any]) -> Iterator[None]:
+        """The statement commits by itself: no BEGIN, no COMMIT, one round trip."""
+        driver.autocommit = True
+        try:
+            yield
+        finally:
+            with contextlib.suppress(psycopg.Error):  # a lost connection is dropped anyway
+                driver.autocommit = False
 
     @contextlib.contextmanager
     def pipeline(self, driver: psycopg.Connection[Any]) -> Iterator[Callable[[], None]]:
