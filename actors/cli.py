@@ -71,7 +71,7 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON (
     envvar=DATABASE_URL_ENV,
     show_envvar=True,
     metavar="URL",
-    help="sqlite+aiosqlite:///path/sessions.db or postgresql://user@host/db"
+    help="sqlite:///path/sessions.db (or a plain path) or postgresql://user@host/db"
     " (default ./sessions.db).",
 )
 @click.option("-v", "--verbose", count=True, help="Show library log events (-v info, -vv debug).")
