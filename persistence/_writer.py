@@ -246,7 +246,7 @@ class GroupCommitWriter:
         backend, driver = self._backend, self._driver
         tx = Tx(backend, driver)
         try:
-            if not all(isinstance(op, HotOp) for op in ops):
+            if not (isinstance(ops[0], HotOp) and all(isinstance(op, HotOp) for op in ops)):
                 transaction = connection.begin()
                 try:
                     outcomes = run_mixed(tx, connection, ops)

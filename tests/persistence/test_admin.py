@@ -44,29 +44,23 @@ def make_session(
 ) -> None:
     """Create a session with ``messages`` messages, then move it to ``status`` at ``at``."""
     lease = at + timedelta(seconds=30) if owner else None
-    db.run(
-        db.store.create_session(
-            NewSession(session_id, "u", session_id, mode, "{}", at, at + timedelta(days=1),
-                       owner, lease)
-        )
+    db.store.create_session(
+        NewSession(session_id, "u", session_id, mode, "{}", at, at + timedelta(days=1),
+                   owner, lease)
     )  # fmt: skip
     if messages:
         rows = [
             encode_message({"role": "user", "content": f"m{i}"}, "$", None) for i in range(messages)
         ]
-        db.run(
-            db.store.checkpoint(
-                Checkpoint(session_id, 1, 1, "{}", None, False, "work", 1, at,
-                           at + timedelta(days=1), 0, rows)
-            )
+        db.store.checkpoint(
+            Checkpoint(session_id, 1, 1, "{}", None, False, "work", 1, at,
+                       at + timedelta(days=1), 0, rows)
         )  # fmt: skip
     if status != "active":
-        state = db.run(db.store.state(session_id))
+        state = db.store.state(session_id)
         assert state is not None
-        db.run(
-            db.store.transition(session_id, state.epoch, state.version, ("active",), status,
-                                status, at, None, True)
-        )  # fmt: skip
+        db.store.transition(session_id, state.epoch, state.version, ("active",), status,
+                            status, at, None, True)  # fmt: skip
 
 
 class TestHistory:
@@ -75,15 +69,15 @@ class TestHistory:
     def test_tail_and_whole(self, db: Database) -> None:
         """The last N messages with their seq, oldest first; None for an unknown session."""
         make_session(db, "s1", messages=5)
-        tail = db.run(db.store.history("s1", 2))
+        tail = db.store.history("s1", 2)
         assert tail is not None
         assert [seq for seq, _ in tail] == [3, 4]
-        whole = db.run(db.store.history("s1"))
+        whole = db.store.history("s1")
         assert whole is not None
         assert [m["content"] for _, m in whole] == [f"m{i}" for i in range(5)]
-        assert db.run(db.store.history("nope")) is None
+        assert db.store.history("nope") is None
         make_session(db, "empty")
-        assert db.run(db.store.history("empty", 3)) == []
+        assert db.store.history("empty", 3) == []
 
 
 class TestPurge:
@@ -98,19 +92,19 @@ class TestPurge:
         make_session(db, "held", at=T0, owner="w1")
         now = T0 + timedelta(days=40)
         cutoff = now - timedelta(days=30)
-        assert db.run(db.store.count_purgeable(["completed"], cutoff, now)) == 3
-        first = db.run(db.store.purge(["completed"], cutoff, now, 2))
+        assert db.store.count_purgeable(["completed"], cutoff, now) == 3
+        first = db.store.purge(["completed"], cutoff, now, 2)
         assert len(first) == 2
-        rest = db.run(db.store.purge(["completed"], cutoff, now, 2))
+        rest = db.store.purge(["completed"], cutoff, now, 2)
         assert len(rest) == 1
-        assert db.run(db.store.purge(["completed"], cutoff, now, 2)) == []
-        assert db.run(db.store.history("young")) == []
-        assert db.run(db.store.session_info("old0")) is None
+        assert db.store.purge(["completed"], cutoff, now, 2) == []
+        assert db.store.history("young") == []
+        assert db.store.session_info("old0") is None
         # an active session whose lease lapsed may go; one held by a live owner stays
         held_now = T0 + timedelta(seconds=10)
         early_cutoff = held_now
-        assert db.run(db.store.purge(["active"], early_cutoff, held_now, 10)) == ["active-old"]
-        assert db.run(db.store.session_info("held")) is not None
+        assert db.store.purge(["active"], early_cutoff, held_now, 10) == ["active-old"]
+        assert db.store.session_info("held") is not None
 
 
 class TestOverview:
@@ -121,7 +115,7 @@ class TestOverview:
         make_session(db, "a", messages=3, at=T0 + timedelta(hours=1), mode="copilot")
         make_session(db, "b", messages=1, at=T0, owner="w1")
         make_session(db, "c", status="completed")
-        overview = db.run(db.store.overview(T0 + timedelta(seconds=5)))
+        overview = db.store.overview(T0 + timedelta(seconds=5))
         assert overview.sessions == 3
         assert overview.by_status == {"active": 2, "suspended": 0, "completed": 1, "expired": 0}
         assert overview.by_mode == {"copilot": {"active": 1}, "task": {"active": 1, "completed": 1}}
@@ -140,26 +134,26 @@ class TestExportImport:
     def test_round_trip(self, db: Database) -> None:
         """A document imported under a new id exports to the same document."""
         make_session(db, "s1", messages=3)
-        document = db.run(db.store.export_session("s1"))
+        document = db.store.export_session("s1")
         assert document is not None
         assert document["format"] == EXPORT_FORMAT
         assert "owner" not in document["state"]
         with pytest.raises(SessionExists):
-            db.run(db.store.import_session(document, T0))
+            db.store.import_session(document, T0)
         document["session"]["id"] = "s2"
-        assert db.run(db.store.import_session(document, T0)) == "s2"
-        again = db.run(db.store.export_session("s2"))
+        assert db.store.import_session(document, T0) == "s2"
+        again = db.store.export_session("s2")
         assert again == document
-        assert db.run(db.store.export_session("nope")) is None
+        assert db.store.export_session("nope") is None
 
     def test_replace_refuses_a_live_owner(self, db: Database) -> None:
         """--replace of a session a live owner holds raises SessionOwnedElsewhere."""
         make_session(db, "held", owner="w1")
-        document = db.run(db.store.export_session("held"))
+        document = db.store.export_session("held")
         with pytest.raises(SessionOwnedElsewhere):
-            db.run(db.store.import_session(document, T0, replace=True))
+            db.store.import_session(document, T0, replace=True)
         later = T0 + timedelta(minutes=5)
-        assert db.run(db.store.import_session(document, later, replace=True)) == "held"
+        assert db.store.import_session(document, later, replace=True) == "held"
 
     @pytest.mark.parametrize(
         ("change", "path"),
@@ -177,15 +171,15 @@ class TestExportImport:
     def test_invalid_documents_write_nothing(self, db: Database, change: Any, path: str) -> None:
         """Every kind of bad document is refused with its JSON path before any write."""
         make_session(db, "s1", messages=3)
-        document = db.run(db.store.export_session("s1"))
+        document = db.store.export_session("s1")
         assert document is not None
         document["session"]["id"] = "s2"
         change(document)
         with pytest.raises(
             (InvalidArgument, NotSerializable), match=path.replace("[", r"\[").replace("$", r"\$")
         ):
-            db.run(db.store.import_session(document, T0))
-        assert db.run(db.store.session_info("s2")) is None
+            db.store.import_session(document, T0)
+        assert db.store.session_info("s2") is None
 
 
 class TestRevisions:
@@ -193,16 +187,16 @@ class TestRevisions:
 
     def test_revision_is_head_after_open(self, db: Database) -> None:
         """Database.open migrates to head; migrate() again is a no-op."""
-        assert db.run(db.store.schema_revision()) == head_revision()
-        db.run(db.store.migrate())
-        assert db.run(db.store.schema_revision()) == head_revision()
+        assert db.store.schema_revision() == head_revision()
+        db.store.migrate()
+        assert db.store.schema_revision() == head_revision()
 
     def test_empty_database_has_no_revision(self, db_url: str) -> None:
         """Opened without migrating, a new file has no revision until migrate()."""
         database = Database.open(db_url, migrate=False)
         try:
-            assert database.run(database.store.schema_revision()) is None
-            database.run(database.store.migrate())
-            assert database.run(database.store.schema_revision()) == head_revision()
+            assert database.store.schema_revision() is None
+            database.store.migrate()
+            assert database.store.schema_revision() == head_revision()
         finally:
             database.close()

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from persistence import Database, database_revision, downgrade_op, head_revision
+from persistence import Database, downgrade_op, head_revision
 from persistence._models import Base
 
 
@@ -23,7 +23,7 @@ class TestMigrations:
         """A new file gets every table and the head revision."""
         db = Database.open(_sync_url(tmp_path / "m.db"))
         try:
-            assert db.run(database_revision(db.store._engines.reader)) == head_revision()
+            assert db.store.schema_revision() == head_revision()
         finally:
             db.close()
         tables = set(sa.inspect(sa.create_engine(_sync_url(tmp_path / "m.db"))).get_table_names())
@@ -48,14 +48,30 @@ class TestMigrations:
         """The migrations are reversible; reopening upgrades again."""
         path = tmp_path / "m.db"
         db = Database.open(_sync_url(path))
-        db.run(db.store.writer.submit(downgrade_op("base")))
+        db.store.downgrade("base")
+        assert db.store.schema_revision() is None
         db.close()
         engine = sa.create_engine(_sync_url(path))
         assert "sessions" not in sa.inspect(engine).get_table_names()
         engine.dispose()
         db = Database.open(_sync_url(path))
         try:
-            assert db.run(database_revision(db.store._engines.reader)) == head_revision()
+            assert db.store.schema_revision() == head_revision()
+        finally:
+            db.close()
+
+    def test_revisions_step_by_step_through_the_writer(self, tmp_path: Path) -> None:
+        """migrate/downgrade to a named revision; a migration op is a write like any other."""
+        db = Database.open(_sync_url(tmp_path / "m.db"))
+        try:
+            db.store.downgrade("0001")
+            assert db.store.schema_revision() == "0001"
+            db.store.migrate("0002")
+            assert db.store.schema_revision() == "0002"
+            db.store.write(downgrade_op("base"))
+            assert db.store.schema_revision() is None
+            db.store.migrate()
+            assert db.store.schema_revision() == head_revision()
         finally:
             db.close()
 
@@ -67,6 +83,7 @@ class TestMigrations:
             engine = sa.create_engine(_sync_url(path))
             with engine.connect() as connection:
                 mode = connection.exec_driver_sql("PRAGMA journal_mode").scalar()
+            engine.dispose()
             assert mode == "wal"
         finally:
             db.close()

@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from actors import ManualClock
 from persistence import Database, StoreUnavailable, downgrade_op, head_revision
+from persistence._backend import Tx
 from persistence._models import Base, UTCDateTime
+from persistence._write_ops import HotOp, Phases, WriteOp
 from tests.conftest import ManagerFactory, history
+from tests.persistence._writing import WAIT, hold_writer, pg_dsn, queue_in_order
 
 #: The JSON documents of the schema, stored as the text our encoder wrote.
 JSON_COLUMNS = (
@@ -127,17 +129,13 @@ class TestBothBackends:
 
 
 def _pg_schema(pg_url: str, inspect: Callable[[sa.Connection], Any]) -> Any:
-    """Run ``inspect`` on a synchronous view of the PostgreSQL database."""
-
-    async def run() -> Any:
-        engine = create_async_engine(pg_url)
-        try:
-            async with engine.connect() as connection:
-                return await connection.run_sync(inspect)
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(run())
+    """Run ``inspect`` on a SQLAlchemy connection (psycopg) to the PostgreSQL database."""
+    engine = sa.create_engine(sa.make_url(pg_url).set(drivername="postgresql+psycopg"))
+    try:
+        with engine.connect() as connection:
+            return inspect(connection)
+    finally:
+        engine.dispose()
 
 
 @pytest.mark.postgres
@@ -157,13 +155,13 @@ class TestPostgresSchema:
     def test_downgrade_to_base_and_upgrade_again(self, pg_url: str) -> None:
         """The migrations are reversible on PostgreSQL too."""
         db = Database.open(pg_url)
-        db.run(db.store.writer.submit(downgrade_op("base")))
+        db.store.write(downgrade_op("base"))
         db.close()
         tables = _pg_schema(pg_url, lambda c: sa.inspect(c).get_table_names())
         assert set(tables) <= {"alembic_version"}
         db = Database.open(pg_url)
         try:
-            assert db.run(db.store.schema_revision()) == head_revision()
+            assert db.store.schema_revision() == head_revision()
         finally:
             db.close()
 
@@ -197,7 +195,7 @@ class TestPostgresSchema:
         def probe(connection: sa.Connection) -> Any:
             def jsonb(text: str) -> Any:
                 return connection.exec_driver_sql(
-                    "SELECT CAST(CAST($1 AS text) AS jsonb)::text", (text,)
+                    "SELECT CAST(CAST(%s AS text) AS jsonb)::text", (text,)
                 ).scalar()
 
             nul = json.dumps({"content": "nul \x00 inside"})
@@ -213,6 +211,9 @@ class TestPostgresSchema:
         assert json.loads(rounded)["x"] != 1e300  # numeric: back as the int 10**300
 
 
+_INSERT = "INSERT INTO probe VALUES (1)"
+
+
 @pytest.mark.postgres
 class TestPostgresRetry:
     """A batch the server rolled back for a deadlock runs again; other failures do not."""
@@ -221,38 +222,59 @@ class TestPostgresRetry:
     def database(self, pg_url: str) -> Iterator[Database]:
         """The bare store on a fresh PostgreSQL database, with a scratch table."""
         db = Database.open(pg_url)
-        db.store.writer.submit_threadsafe(
-            lambda c: c.execute(sa.text("CREATE TABLE probe (n int)"))
-        ).result(10)
+        db.store.write(lambda c: c.execute(sa.text("CREATE TABLE probe (n int)")))
         yield db
         db.close()
 
     @staticmethod
-    def _insert_then_deadlock(times: int) -> tuple[Callable[[sa.Connection], int], list[int]]:
-        """An op that inserts a row, then fails as a deadlock victim its first ``times`` runs."""
+    def _insert_then_deadlock(times: int, kind: str) -> tuple[WriteOp, list[int]]:
+        """An op that inserts a row, then fails as a deadlock victim its first ``times`` runs.
+
+        ``kind`` ``core``: a Core op (a SQLAlchemy transaction); ``hot``: a hot op (on the
+        driver's connection).
+        """
         runs: list[int] = []
+        victim = "DO $$ BEGIN RAISE EXCEPTION 'victim' USING ERRCODE = '40P01'; END $$"
 
         def op(connection: sa.Connection) -> int:
             runs.append(1)
-            connection.execute(sa.text("INSERT INTO probe VALUES (1)"))
+            connection.execute(sa.text(_INSERT))
             if len(runs) <= times:
-                connection.execute(
-                    sa.text("DO $$ BEGIN RAISE EXCEPTION 'victim' USING ERRCODE = '40P01'; END $$")
-                )
+                connection.execute(sa.text(victim))
             return len(runs)
 
-        return op, runs
+        def run(tx: Tx) -> Phases[int]:
+            runs.append(1)
+            tx.driver.execute(_INSERT)
+            yield
+            if len(runs) <= times:
+                tx.driver.execute(victim)
+                yield
+            return len(runs)
+
+        return (op if kind == "core" else HotOp(run)), runs
+
+    @staticmethod
+    def _hot_insert(pipelined: list[bool]) -> HotOp[None]:
+        """A hot op that inserts a row and records whether its batch runs pipelined."""
+
+        def run(tx: Tx) -> Phases[None]:
+            pipelined.append(tx.driver.pgconn.pipeline_status != psycopg.pq.PipelineStatus.OFF)
+            tx.driver.execute(_INSERT)
+            yield
+
+        return HotOp(run)
 
     def _rows(self, db: Database) -> int:
-        count: int = db.store.writer.submit_threadsafe(
+        count: int = db.store.read(
             lambda c: c.execute(sa.text("SELECT count(*) FROM probe")).scalar_one()
-        ).result(10)
+        )
         return count
 
     def test_a_deadlock_victim_runs_again_and_commits_once(self, database: Database) -> None:
         """Acknowledged after the second run; the first run's insert was rolled back."""
-        op, runs = self._insert_then_deadlock(times=1)
-        assert database.store.writer.submit_threadsafe(op).result(10) == 2
+        op, runs = self._insert_then_deadlock(times=1, kind="core")
+        assert database.store.write(op, 10) == 2
         assert len(runs) == 2
         assert self._rows(database) == 1
         stats = database.store.writer.stats
@@ -262,13 +284,69 @@ class TestPostgresRetry:
         self, database: Database
     ) -> None:
         """Three runs, then StoreUnavailable naming the deadlock; not one row stored."""
-        op, runs = self._insert_then_deadlock(times=99)
+        op, runs = self._insert_then_deadlock(times=99, kind="core")
         with pytest.raises(StoreUnavailable, match="victim"):
-            database.store.writer.submit_threadsafe(op).result(10)
+            database.store.write(op, 10)
         assert len(runs) == 3
         assert self._rows(database) == 0
         stats = database.store.writer.stats
         assert (stats.retried_batches, stats.failed_batches) == (2, 1)
+
+    def test_a_pipelined_deadlock_victim_runs_again_and_commits_once(
+        self, database: Database
+    ) -> None:
+        """A pipelined batch of hot operations the server rolled back runs again, whole.
+
+        Both operations of the batch are acknowledged after its second run, and each
+        row is stored once.
+        """
+        writer = database.store.writer
+        op, runs = self._insert_then_deadlock(times=1, kind="hot")
+        pipelined: list[bool] = []
+        gate, held = hold_writer(writer)
+        victim, companion = queue_in_order(writer, [op, self._hot_insert(pipelined)])
+        gate.release.set()
+        held.result(WAIT)
+        assert (victim.result(WAIT), companion.result(WAIT)) == (2, None)
+        assert len(runs) == 2
+        assert pipelined == [True, True]
+        assert self._rows(database) == 2
+        assert (writer.stats.retried_batches, writer.stats.failed_batches) == (1, 0)
+
+    def test_a_pipelined_batch_that_keeps_deadlocking_is_refused_whole(
+        self, database: Database
+    ) -> None:
+        """Three runs, then every operation of the batch fails; not one row stored.
+
+        The next batch commits (on a new connection).
+        """
+        writer = database.store.writer
+        op, runs = self._insert_then_deadlock(times=99, kind="hot")
+        pipelined: list[bool] = []
+        gate, held = hold_writer(writer)
+        batch = queue_in_order(writer, [op, self._hot_insert(pipelined)])
+        gate.release.set()
+        held.result(WAIT)
+        for future in batch:
+            with pytest.raises(StoreUnavailable, match="victim"):
+                future.result(WAIT)
+        assert len(runs) == 3
+        assert self._rows(database) == 0
+        assert (writer.stats.retried_batches, writer.stats.failed_batches) == (2, 1)
+        assert database.store.write(self._hot_insert(pipelined), 10) is None
+        assert self._rows(database) == 1
+
+    def test_a_write_after_the_server_dropped_the_connection_commits_once(
+        self, database: Database, pg_url: str
+    ) -> None:
+        """The writer's connection killed between batches: the next write is not refused."""
+        writer = database.store.writer
+        pid = database.store.write(lambda c: c.exec_driver_sql("SELECT pg_backend_pid()").scalar())
+        with psycopg.connect(pg_dsn(pg_url), autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        assert database.store.write(self._hot_insert([]), 10) is None
+        assert self._rows(database) == 1
+        assert writer.stats.failed_batches == 0
 
     def test_other_errors_are_not_retried(self, database: Database) -> None:
         """A failure that is not a rollback-for-retry fails the batch on its first run."""
@@ -279,6 +357,6 @@ class TestPostgresRetry:
             connection.execute(sa.text("INSERT INTO no_such_table VALUES (1)"))
 
         with pytest.raises(StoreUnavailable):
-            database.store.writer.submit_threadsafe(op).result(10)
+            database.store.write(op, 10)
         assert len(runs) == 1
         assert database.store.writer.stats.retried_batches == 0

@@ -1,4 +1,9 @@
-"""The SQLite read hot path: pooled read-only ``sqlite3`` connections in the calling thread."""
+"""The read hot path: the ReadPool's compiled statements on pooled driver connections.
+
+Reads run in the calling thread on the driver's own connections (read-only ``sqlite3``
+ones on SQLite, autocommit psycopg ones on PostgreSQL); most tests here are about SQLite's
+file and locks, the round trips run on both databases.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +12,37 @@ import sqlite3
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, cast
 
 import pytest
+from sqlalchemy import Connection, Select, select
 
 from actors import SessionManager
-from persistence import Checkpoint, Database, NewSession, StoreUnavailable
+from persistence import (
+    Checkpoint,
+    Database,
+    MessageRow,
+    NewSession,
+    SessionDocument,
+    SessionSummary,
+    StateRecord,
+    StoreUnavailable,
+    _json,
+)
+from persistence._backend import Driver
 from persistence._codec import decode_message, decode_rows, encode_message
-from persistence._reader import LOAD_MESSAGES, SqliteReader
+from persistence._reads import ReadPool
+from persistence._statements import LOAD_MESSAGES
+from persistence._tables import (
+    LOAD_SESSION_COLUMNS,
+    MESSAGE_COLUMNS,
+    STATE_COLUMNS,
+    SUMMARY_COLUMNS,
+    messages,
+    sessions,
+    state_record,
+    states,
+)
 from tests.conftest import ManagerFactory, history
 
 WAIT = 5.0
@@ -56,10 +84,15 @@ def db(manager: SessionManager) -> Database:
     return manager.database
 
 
-def _reader(db: Database) -> SqliteReader:
-    reader = db.store.sync_reader
-    assert reader is not None
-    return reader
+def _reader(db: Database) -> ReadPool:
+    return db.store.reads
+
+
+def _load_messages(db: Database, connection: Driver, session_id: str) -> list[Any]:
+    """The hot load's message rows of a session, read on ``connection``."""
+    compiled = LOAD_MESSAGES.compiled(db.store.backend.dialect)
+    rows: list[Any] = connection.execute(compiled.text, compiled.bind({"sid": session_id}))
+    return list(rows)
 
 
 def _file(db: Database) -> str:
@@ -84,14 +117,14 @@ class TestReadYourWrites:
         for step in range(1, 21):
             messages = [*messages, *history(2, start=len(messages))]
             assert manager.save_session_state(sid, messages, {"step": step}, "run", step)
-            document = _in_thread(db.load, sid)
+            document = _in_thread(db.store.load, sid)
             assert document is not None
             assert document.history == messages
             assert document.state.current_step == step
-            state = _in_thread(db.state, sid)
+            state = _in_thread(db.store.state, sid)
             assert state is not None
             assert state.message_count == len(messages)
-            info = _in_thread(db.session_info, sid)
+            info = _in_thread(db.store.session_info, sid)
             assert info is not None
             assert info.message_count == len(messages)
 
@@ -100,10 +133,10 @@ class TestReadYourWrites:
         sid = manager.create_session("copilot", {})
         assert manager.save_session_state(sid, history(10), {}, "run")
         for _ in range(3):
-            assert db.load(sid) is not None
-            assert db.state(sid) is not None
-            assert db.session_info(sid) is not None
-            assert db.load("missing") is None
+            assert db.store.load(sid) is not None
+            assert db.store.state(sid) is not None
+            assert db.store.session_info(sid) is not None
+            assert db.store.load("missing") is None
         probe = sqlite3.connect(_file(db), timeout=0.5, isolation_level=None)
         try:
             assert probe.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0
@@ -133,9 +166,9 @@ class TestNeverBlocksAWriter:
         try:
             locker.execute("BEGIN IMMEDIATE")
             with concurrent.futures.ThreadPoolExecutor(1) as pool:
-                document = pool.submit(db.load, sid).result(timeout=2.0)
-                assert pool.submit(db.state, sid).result(timeout=2.0) is not None
-                assert pool.submit(db.session_info, sid).result(timeout=2.0) is not None
+                document = pool.submit(db.store.load, sid).result(timeout=2.0)
+                assert pool.submit(db.store.state, sid).result(timeout=2.0) is not None
+                assert pool.submit(db.store.session_info, sid).result(timeout=2.0) is not None
             assert document is not None
             assert document.history == history(4)
         finally:
@@ -150,20 +183,20 @@ class TestNeverBlocksAWriter:
         inside, release = threading.Event(), threading.Event()
 
         def slow_read(connection: sqlite3.Connection) -> int:
-            rows = connection.execute(LOAD_MESSAGES, (sid,)).fetchall()
+            rows = _load_messages(db, connection, sid)
             inside.set()
             assert release.wait(WAIT)
-            return len(connection.execute(LOAD_MESSAGES, (sid,)).fetchall()) + len(rows)
+            return len(_load_messages(db, connection, sid)) + len(rows)
 
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            reading = pool.submit(_reader(db).read, slow_read)
+            reading = pool.submit(_reader(db).read, slow_read, snapshot=True)
             assert inside.wait(WAIT)
             with concurrent.futures.ThreadPoolExecutor(1) as saver:
                 saved = saver.submit(manager.save_session_state, sid, history(6), {}, "run")
                 assert saved.result(timeout=2.0) is True
             release.set()
             assert reading.result(WAIT) == 4  # both statements saw the snapshot before the save
-        document = db.load(sid)
+        document = db.store.load(sid)
         assert document is not None
         assert document.history == history(6)
 
@@ -176,7 +209,7 @@ class TestNeverBlocksAWriter:
 
         with pytest.raises(StoreUnavailable, match="could not be read"):
             _reader(db).read(write)
-        assert db.session_info(sid) is not None
+        assert db.store.session_info(sid) is not None
 
 
 class TestClose:
@@ -191,7 +224,7 @@ class TestClose:
         barrier = threading.Barrier(4, timeout=WAIT)
 
         def read_together(connection: sqlite3.Connection) -> None:
-            connection.execute(LOAD_MESSAGES, (sid,)).fetchall()
+            _load_messages(db, connection, sid)
             barrier.wait()
 
         with concurrent.futures.ThreadPoolExecutor(4) as pool:
@@ -202,7 +235,7 @@ class TestClose:
         assert db.closed
         assert reader.open_connections == 0
         with pytest.raises(StoreUnavailable, match="closed"):
-            db.load(sid)
+            db.store.load(sid)
         with pytest.raises(StoreUnavailable, match="closed"):
             reader.state(sid)
 
@@ -238,26 +271,30 @@ class TestRoundTrip:
         db = manager.database
         sid = manager.create_session("copilot", {"k": 1}, user_id="u", name="n")
         assert manager.save_session_state(sid, EVERY_SHAPE, {"c": [1]}, "run", 3)
-        document = db.load(sid)
+        document = db.store.load(sid)
         assert document is not None
         assert document.history == EVERY_SHAPE
-        assert db.run(db.store.load(sid)) == document
+        assert _CoreReads(db).load(sid) == document
         state = manager.load_session_state(sid)
         assert state is not None
         assert state["conversation_history"] == EVERY_SHAPE
 
-    def test_the_fast_path_loads_what_the_engine_path_loads(self, db_url: str) -> None:
-        """Document, state and summary from SqliteReader equal the SQLAlchemy path's."""
-        db = Database.open(db_url)
+    def test_the_fast_path_loads_what_the_engine_path_loads(self, any_db_url: str) -> None:
+        """Document, state, summary and listings from the ReadPool equal SQLAlchemy's.
+
+        The hot reads run compiled statements on the driver and convert datetimes and
+        JSON themselves; SQLAlchemy Core with the models' types, on the same rows, is
+        the reference (on both databases).
+        """
+        db = Database.open(any_db_url)
         try:
-            reader = _reader(db)
-            engines = db._engines
-            object.__setattr__(engines, "sync_reader", None)  # the async engine path from here
-            try:
-                slow = _load_everything(db)
-            finally:
-                object.__setattr__(engines, "sync_reader", reader)
-            assert slow == _load_everything(db)
+            _seed(db)
+            fast = _load_everything(db.store)
+            assert fast == _load_everything(_CoreReads(db))
+            assert fast[0][0] is not None  # the full session was read, not only misses
+            assert fast[0][0].state.lease_expires_at is None
+            assert fast[1][1] is not None
+            assert fast[1][1].lease_expires_at is not None
         finally:
             db.close()
 
@@ -267,33 +304,147 @@ class TestRoundTrip:
         assert decode_rows(rows) == [decode_message(row) for row in rows] == EVERY_SHAPE
 
 
-def _load_everything(db: Database) -> Any:
-    """Create sessions in every shape once, then read them all back."""
-    if db.load("full") is None:
-        _seed(db)
-    reads: list[Any] = [
-        (db.load(sid), db.state(sid), db.session_info(sid)) for sid in ("full", "empty", "x")
+class _Reads(Protocol):
+    """The hot reads, as the store and the reference both offer them."""
+
+    def load(self, session_id: str) -> SessionDocument | None: ...
+
+    def state(self, session_id: str) -> StateRecord | None: ...
+
+    def session_info(self, session_id: str) -> SessionSummary | None: ...
+
+    def list_sessions(
+        self,
+        user_id: str | None,
+        status: str | None,
+        mode: str | None,
+        limit: int,
+        *,
+        newest_by: str = "updated_at",
+    ) -> list[SessionSummary]: ...
+
+
+class _CoreReads:
+    """The hot reads written in SQLAlchemy Core (the models' types convert the values)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def load(self, session_id: str) -> SessionDocument | None:
+        def fn(connection: Connection) -> SessionDocument | None:
+            with connection.begin():
+                head = connection.execute(
+                    select(*STATE_COLUMNS, *LOAD_SESSION_COLUMNS)
+                    .select_from(states.join(sessions, sessions.c.id == states.c.session_id))
+                    .where(states.c.session_id == session_id)
+                ).first()
+                if head is None:
+                    return None
+                rows = connection.execute(
+                    select(*MESSAGE_COLUMNS)
+                    .where(messages.c.session_id == session_id)
+                    .order_by(messages.c.seq)
+                )
+                history = [decode_message(cast("MessageRow", tuple(row))) for row in rows]
+            return SessionDocument(
+                session_id=session_id,
+                user_id=head[15],
+                name=head[16],
+                config=_json.decode(head[17]) or {},
+                created_at=head[18],
+                last_active_at=head[19],
+                state=state_record(head, _as_is),
+                history=history,
+            )
+
+        return self._db.store.read(fn)
+
+    def state(self, session_id: str) -> StateRecord | None:
+        def fn(connection: Connection) -> StateRecord | None:
+            row = connection.execute(
+                select(*STATE_COLUMNS).where(states.c.session_id == session_id)
+            ).first()
+            return None if row is None else state_record(row, _as_is)
+
+        return self._db.store.read(fn)
+
+    @staticmethod
+    def _summaries(connection: Connection, query: Select[Any]) -> list[SessionSummary]:
+        summaries = []
+        for row in connection.execute(query):
+            values = list(row)
+            values[3] = _json.decode(values[3]) or {}
+            summaries.append(SessionSummary(*values))
+        return summaries
+
+    def session_info(self, session_id: str) -> SessionSummary | None:
+        def fn(connection: Connection) -> SessionSummary | None:
+            found = self._summaries(connection, _summary_query().where(sessions.c.id == session_id))
+            return found[0] if found else None
+
+        return self._db.store.read(fn)
+
+    def list_sessions(
+        self,
+        user_id: str | None,
+        status: str | None,
+        mode: str | None,
+        limit: int,
+        *,
+        newest_by: str = "updated_at",
+    ) -> list[SessionSummary]:
+        query = _summary_query()
+        if user_id is not None:
+            query = query.where(sessions.c.user_id == user_id)
+        if status is not None:
+            query = query.where(states.c.status == status)
+        if mode is not None:
+            query = query.where(states.c.mode == mode)
+        newest = sessions.c.created_at if newest_by == "created_at" else states.c.updated_at
+        query = query.order_by(newest.desc(), sessions.c.id).limit(limit)
+        return self._db.store.read(lambda connection: self._summaries(connection, query))
+
+
+def _as_is(value: Any) -> Any:
+    """SQLAlchemy's UTCDateTime already returns aware UTC datetimes."""
+    return value
+
+
+def _summary_query() -> Select[Any]:
+    return select(*SUMMARY_COLUMNS).select_from(
+        sessions.outerjoin(states, sessions.c.id == states.c.session_id)
+    )
+
+
+def _load_everything(reads: _Reads) -> list[Any]:
+    """Every read of every seeded session (and of a missing one), every listing."""
+    result: list[Any] = [
+        (reads.load(sid), reads.state(sid), reads.session_info(sid))
+        for sid in ("full", "empty", "other", "x")
     ]
     for user_id, status, mode, limit in LIST_FILTERS:
-        reads.append(db.list_sessions(user_id, status, mode, limit))
         for newest_by in ("updated_at", "created_at"):
-            listed = db.run(
-                db.store.list_sessions(user_id, status, mode, limit, newest_by=newest_by)
-            )
-            reads.append(listed)
-    return reads
+            result.append(reads.list_sessions(user_id, status, mode, limit, newest_by=newest_by))
+    return result
 
 
 def _seed(db: Database) -> None:
+    """A session with every message shape and a plan, an empty leased one, a suspended one."""
     now = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
-    for sid in ("full", "empty"):
-        new = NewSession(sid, "u", sid, "copilot", '{"a":1}', now, now + timedelta(days=1),
-                         "me", None)  # fmt: skip
-        db.run(db.store.create_session(new))
+    for sid, user, mode, lease in (
+        ("full", "u", "copilot", None),
+        ("empty", "u", "copilot", now + timedelta(seconds=30)),
+        ("other", "v", "task", None),
+    ):
+        new = NewSession(sid, user, sid, mode, '{"a":1}', now, now + timedelta(days=1),
+                         "me", lease)  # fmt: skip
+        db.store.create_session(new)
     rows = [encode_message(message, "m", None) for message in EVERY_SHAPE]
     checkpoint = Checkpoint(
         session_id="full", epoch=1, expected_version=1, context_json='{"v":1}',
         plan_json='{"p":2}', set_plan=True, phase="p", step=4, now=now + timedelta(seconds=1),
         expires_at=now + timedelta(days=2), first_seq=0, new_messages=rows,
     )  # fmt: skip
-    assert db.run(db.store.checkpoint(checkpoint)) == 2
+    assert db.store.checkpoint(checkpoint) == 2
+    later = now + timedelta(seconds=2)
+    db.store.transition("other", 1, 1, ("active",), "suspended", "suspend", later, None, True)

@@ -1,8 +1,12 @@
 """The group-commit writer: acknowledgement after commit, shared transactions, failed batches.
 
-Writers are driven from plain threads with ``submit_threadsafe`` (as session actors do).
-To put several checkpoints into one transaction deterministically, a first operation holds
-the writer's transaction open on an event while the others queue behind it.
+Writers are driven from plain threads with ``writer.call`` (as session actors do), each
+queued call on a helper thread of its own (see :mod:`tests.persistence._writing`). To put
+several checkpoints into one transaction deterministically, a first operation holds the
+writer's transaction open on an event while the others queue behind it.
+
+These tests run on SQLite (they trace the ``sqlite3`` connection and the WAL);
+``test_backends`` proves the group commit on both databases.
 """
 
 from __future__ import annotations
@@ -19,21 +23,26 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, event, text
 
-from persistence import (
-    Checkpoint,
-    Database,
-    NewSession,
-    StaleSession,
-    StoreUnavailable,
-    encode_message,
-)
-from persistence._statements import sqlite_datetime
-from persistence._walcheckpoint import CHECKPOINT_EVERY, FALLBACK_PAGES
-from persistence._write_ops import DualOp
+from persistence import Database, StaleSession, StoreUnavailable
+from persistence._backend import Tx
+from persistence._lifecycle import checkpoint as checkpoint_op
+from persistence._lifecycle import transition as transition_op
+from persistence._write_ops import HotOp, Phases
 from persistence._writer import GroupCommitWriter
-
-WAIT = 10.0
-NOW = datetime(2026, 1, 1, tzinfo=UTC)
+from persistence.sqlite import CHECKPOINT_EVERY, FALLBACK_PAGES, SqliteBackend, sqlite_datetime
+from tests.persistence._writing import (
+    NOW,
+    WAIT,
+    broken_hot_op,
+    hold_writer,
+    submit,
+    wait_for_pending,
+    wait_until,
+)
+from tests.persistence._writing import checkpoint as _checkpoint
+from tests.persistence._writing import create as _create
+from tests.persistence._writing import messages_of as _messages
+from tests.persistence._writing import version_of as _version
 
 
 @pytest.fixture
@@ -44,68 +53,11 @@ def db(tmp_path: Path) -> Iterator[Database]:
     database.close()
 
 
-def _create(db: Database, session_id: str) -> None:
-    new = NewSession(session_id, None, session_id, "copilot", "{}", NOW, NOW + timedelta(days=1),
-                     "me", NOW + timedelta(minutes=5))  # fmt: skip
-    db.run(db.store.create_session(new))
-
-
-def _checkpoint(session_id: str, version: int, first: int, count: int) -> Checkpoint:
-    rows = [
-        encode_message({"role": "user", "content": f"{session_id} {seq}"}, "m", None)
-        for seq in range(first, first + count)
-    ]
-    return Checkpoint(
-        session_id=session_id, epoch=1, expected_version=version, context_json='{"v":1}',
-        plan_json=None, set_plan=False, phase="p", step=version, now=NOW,
-        expires_at=NOW + timedelta(days=1), first_seq=first, new_messages=rows,
-    )  # fmt: skip
-
-
-class _Gate:
-    """An operation that holds its transaction open until released."""
-
-    def __init__(self) -> None:
-        self.entered = threading.Event()
-        self.release = threading.Event()
-
-    def __call__(self, connection: Connection) -> str:
-        self.entered.set()
-        assert self.release.wait(WAIT)
-        return "gate"
-
-
-def _hold_writer(writer: GroupCommitWriter) -> tuple[_Gate, concurrent.futures.Future[Any]]:
-    """Occupy the writer from a helper thread; return once its transaction is running."""
-    gate = _Gate()
-    submitted: concurrent.futures.Future[concurrent.futures.Future[Any]] = (
-        concurrent.futures.Future()
-    )
-    threading.Thread(
-        target=lambda: submitted.set_result(writer.submit_threadsafe(gate)), daemon=True
-    ).start()
-    assert gate.entered.wait(WAIT)
-    return gate, _held_future(submitted)
-
-
-def _held_future(
-    submitted: concurrent.futures.Future[concurrent.futures.Future[Any]],
-) -> concurrent.futures.Future[Any]:
-    # The helper thread runs the gate inline (the writer was idle), so its future only
-    # exists once the gate returns; chain it into one we can hand out now.
-    chained: concurrent.futures.Future[Any] = concurrent.futures.Future()
-    submitted.add_done_callback(
-        lambda outer: outer.result().add_done_callback(
-            lambda inner: chained.set_result(inner.result())
-        )
-    )
-    return chained
-
-
 def _trace_commits(writer: GroupCommitWriter, order: list[str]) -> None:
     """Append "commit" to ``order`` whenever the writer's connection runs COMMIT.
 
-    Traced on the ``sqlite3`` connection itself: checkpoint batches commit there directly.
+    Traced on the ``sqlite3`` connection itself: batches of hot operations commit there
+    directly, without SQLAlchemy.
     """
 
     def trace(statement: str) -> None:
@@ -117,39 +69,43 @@ def _trace_commits(writer: GroupCommitWriter, order: list[str]) -> None:
         assert isinstance(driver, sqlite3.Connection)
         driver.set_trace_callback(trace)
 
-    writer.submit_threadsafe(install).result(WAIT)
+    writer.call(install, WAIT)
     order.clear()
 
 
-def _version(db: Database, session_id: str) -> int:
-    state = db.run(db.store.state(session_id))
-    assert state is not None
-    return state.version
+def _in_thread_of_caller(op: HotOp[Any], threads: list[str]) -> HotOp[Any]:
+    """``op``, recording the name of the thread that runs it."""
+
+    def run(tx: Tx) -> Phases[Any]:
+        threads.append(threading.current_thread().name)
+        return (yield from op.run(tx))
+
+    return HotOp(run)
 
 
-def _messages(db: Database, session_id: str) -> int:
-    history = db.run(db.store.history(session_id))
-    assert history is not None
-    return len(history)
+def _sqlalchemy_begins(db: Database) -> list[str]:
+    """A list that gets "begin" whenever the writer's engine begins a SQLAlchemy transaction."""
+    begins: list[str] = []
+    event.listen(db.store.backend.write_engine, "begin", lambda _conn: begins.append("begin"))
+    return begins
 
 
 class TestAcknowledgement:
     """A checkpoint is acknowledged only after the transaction holding it committed."""
 
     def test_no_ack_before_commit_and_every_ack_after_it(self, db: Database) -> None:
-        """Futures stay pending while their transaction is open; each resolves after COMMIT."""
+        """Calls stay blocked while their transaction is open; each returns after COMMIT."""
         writer = db.store.writer
         for name in ("a", "b"):
             _create(db, name)
         order: list[str] = []
         _trace_commits(writer, order)
-        gate, held = _hold_writer(writer)
+        gate, held = hold_writer(writer)
         futures = [
-            writer.submit_threadsafe(db.store._checkpoint_op(_checkpoint(name, 1, 0, 2)))
+            submit(writer, checkpoint_op(_checkpoint(name, 1, 0, 2)), lambda: order.append("ack"))
             for name in ("a", "b")
         ]
-        for future in futures:
-            future.add_done_callback(lambda _f: order.append("ack"))
+        wait_for_pending(writer, 2)
         assert not any(f.done() for f in [held, *futures])
         assert order == []
         gate.release.set()
@@ -164,13 +120,10 @@ class TestAcknowledgement:
         names = [f"s{i}" for i in range(5)]
         for name in names:
             _create(db, name)
-        gate, held = _hold_writer(writer)
+        gate, held = hold_writer(writer)
         batches_before = writer.stats.batches
-        futures = [
-            writer.submit_threadsafe(db.store._checkpoint_op(_checkpoint(name, 1, 0, 3)))
-            for name in names
-        ]
-        assert writer.pending == len(names)
+        futures = [submit(writer, checkpoint_op(_checkpoint(name, 1, 0, 3))) for name in names]
+        wait_for_pending(writer, len(names))
         gate.release.set()
         assert [f.result(WAIT) for f in futures] == [2] * len(names)
         held.result(WAIT)
@@ -179,22 +132,52 @@ class TestAcknowledgement:
         assert [_messages(db, name) for name in names] == [3] * len(names)
 
     def test_an_idle_writer_commits_in_the_callers_thread(self, db: Database) -> None:
-        """With nothing queued, a thread's checkpoint is committed before submit returns."""
+        """With nothing queued, a thread's checkpoint is committed before the call returns.
+
+        It runs in the caller's thread, as a hot operation on the driver's connection:
+        no SQLAlchemy transaction begins.
+        """
         _create(db, "a")
+        order: list[str] = []
+        _trace_commits(db.store.writer, order)
+        begins = _sqlalchemy_begins(db)
         threads: list[str] = []
-
-        def op(connection: Connection) -> int:
-            threads.append(threading.current_thread().name)
-            return db.store._checkpoint_op(_checkpoint("a", 1, 0, 1))(connection)
-
-        future = db.store.writer.submit_threadsafe(op)
-        assert future.done()
-        assert future.result() == 2
+        op = _in_thread_of_caller(checkpoint_op(_checkpoint("a", 1, 0, 1)), threads)
+        assert db.store.write(op) == 2
+        assert order == ["commit"]
         assert threads == [threading.current_thread().name]
+        assert begins == []
+
+    def test_max_batch_bounds_a_shared_transaction(self, tmp_path: Path) -> None:
+        """Queued writes are split into transactions of at most ``max_batch`` operations."""
+        db = Database.open(f"sqlite:///{tmp_path / 'b.db'}", max_batch=2)
+        try:
+            writer = db.store.writer
+            names = [f"s{i}" for i in range(5)]
+            for name in names:
+                _create(db, name)
+            gate, held = hold_writer(writer)
+            batches_before = writer.stats.batches
+            futures = [submit(writer, checkpoint_op(_checkpoint(n, 1, 0, 1))) for n in names]
+            wait_for_pending(writer, len(names))
+            gate.release.set()
+            assert [f.result(WAIT) for f in futures] == [2] * len(names)
+            held.result(WAIT)
+            # The gate's, then five in batches of at most two (the writer thread's abandoned
+            # write, see hold_writer, takes a place in the first of them).
+            assert writer.stats.batches - batches_before == 4
+            assert writer.stats.largest_batch == 2
+        finally:
+            db.close()
+
+    def test_max_batch_must_be_positive(self, db: Database) -> None:
+        """A writer that could never take an operation is refused at construction."""
+        with pytest.raises(ValueError, match="max_batch"):
+            GroupCommitWriter(db.store.backend, max_batch=0)
 
 
-class TestCallThreadsafe:
-    """``call_threadsafe``: the blocking call session actors use, with or without a future."""
+class TestCall:
+    """``writer.call``: the blocking call session actors use, inline or queued."""
 
     def test_idle_writer_runs_the_call_in_the_callers_thread(self, db: Database) -> None:
         """Idle: committed in the caller's thread, outcome returned (or raised) directly."""
@@ -202,17 +185,21 @@ class TestCallThreadsafe:
         order: list[str] = []
         _trace_commits(db.store.writer, order)
         threads: list[str] = []
+        suspend = transition_op("a", 1, 1, ("active",), "suspended", "suspend", NOW, None, False)
+        resume = transition_op("a", 1, 2, ("suspended",), "active", "resume", NOW, None, False)
 
         def op(connection: Connection) -> int:
             threads.append(threading.current_thread().name)
-            return db.store._checkpoint_op(_checkpoint("a", 1, 0, 1))(connection)
+            suspend(connection)
+            return resume(connection)
 
-        assert db.store.writer.call_threadsafe(op, WAIT) == 2
+        assert db.store.writer.call(op, WAIT) == 3
         assert order == ["commit"]  # committed before the call returned
         assert threads == [threading.current_thread().name]
+        assert db.store.checkpoint(_checkpoint("a", 3, 0, 1)) == 4
         with pytest.raises(StaleSession):
-            db.store.checkpoint_blocking(_checkpoint("a", 1, 1, 1), WAIT)
-        assert (_version(db, "a"), _messages(db, "a")) == (2, 1)
+            db.store.checkpoint(_checkpoint("a", 3, 1, 1))
+        assert (_version(db, "a"), _messages(db, "a")) == (4, 1)
 
     def test_calls_from_many_threads_each_get_their_own_outcome(self, db: Database) -> None:
         """Each concurrent caller gets its own outcome, whichever path it took.
@@ -230,11 +217,9 @@ class TestCallThreadsafe:
             barrier.wait(WAIT)
             got: list[object] = []
             for version in range(1, rounds + 1):
-                got.append(
-                    db.store.checkpoint_blocking(_checkpoint(name, version, version - 1, 1), WAIT)
-                )
+                got.append(db.store.checkpoint(_checkpoint(name, version, version - 1, 1)))
                 try:
-                    db.store.checkpoint_blocking(_checkpoint(name, version, version, 1), WAIT)
+                    db.store.checkpoint(_checkpoint(name, version, version, 1))
                 except StaleSession:
                     got.append("stale")
             return got
@@ -257,41 +242,30 @@ class TestCallThreadsafe:
         writer = db.store.writer
         for name in ("x", "y"):
             _create(db, name)
-        # Held in the writer's own thread, so that the calls stay countable in its queue.
-        gate = _Gate()
-        held = writer._enqueue(gate, inline=False)
-        assert gate.entered.wait(WAIT)
-
-        def broken(driver: sqlite3.Connection) -> None:
-            driver.execute("INSERT INTO no_such_table VALUES (1)")
-
-        with concurrent.futures.ThreadPoolExecutor(2) as pool:
-            x = pool.submit(
-                writer.call_threadsafe, db.store._checkpoint_op(_checkpoint("x", 1, 0, 2)), WAIT
-            )
-            bad = pool.submit(writer.call_threadsafe, DualOp(lambda _c: None, broken), WAIT)
-            while writer.pending < 2:
-                threading.Event().wait(0.001)
-            assert not x.done()
-            gate.release.set()
-            with pytest.raises(StoreUnavailable, match="refused the write"):
-                x.result(WAIT)
-            with pytest.raises(StoreUnavailable, match="refused the write"):
-                bad.result(WAIT)
+        gate, held = hold_writer(writer)
+        x = submit(writer, checkpoint_op(_checkpoint("x", 1, 0, 2)))
+        bad = submit(writer, broken_hot_op())
+        wait_for_pending(writer, 2)
+        assert not x.done()
+        gate.release.set()
+        with pytest.raises(StoreUnavailable, match="refused the write"):
+            x.result(WAIT)
+        with pytest.raises(StoreUnavailable, match="refused the write"):
+            bad.result(WAIT)
         held.result(WAIT)
         assert (_version(db, "x"), _messages(db, "x")) == (1, 0)
-        assert writer.call_threadsafe(db.store._checkpoint_op(_checkpoint("y", 1, 0, 2)), WAIT) == 2
+        assert writer.call(checkpoint_op(_checkpoint("y", 1, 0, 2)), WAIT) == 2
 
     def test_a_call_that_times_out_in_the_queue_is_dropped(self, db: Database) -> None:
         """Timed out before its transaction began: StoreUnavailable, and it never runs."""
         writer = db.store.writer
         _create(db, "a")
-        gate, held = _hold_writer(writer)
+        gate, held = hold_writer(writer)
         with pytest.raises(StoreUnavailable, match="in time"):
-            writer.call_threadsafe(db.store._checkpoint_op(_checkpoint("a", 1, 0, 2)), 0.05)
+            writer.call(checkpoint_op(_checkpoint("a", 1, 0, 2)), 0.05)
         gate.release.set()
         held.result(WAIT)
-        writer.call_threadsafe(lambda _c: None, WAIT)  # the queue has been worked off
+        writer.call(lambda _c: None, WAIT)  # the queue has been worked off
         assert (_version(db, "a"), _messages(db, "a")) == (1, 0)
 
     def test_a_closed_writer_refuses_the_call(self, db: Database) -> None:
@@ -300,7 +274,7 @@ class TestCallThreadsafe:
         writer = db.store.writer
         db.close()
         with pytest.raises(StoreUnavailable, match="closed"):
-            writer.call_threadsafe(db.store._checkpoint_op(_checkpoint("a", 1, 0, 2)), WAIT)
+            writer.call(checkpoint_op(_checkpoint("a", 1, 0, 2)), WAIT)
 
 
 class TestFailedBatch:
@@ -311,17 +285,18 @@ class TestFailedBatch:
         writer = db.store.writer
         for name in ("before", "x", "y", "after"):
             _create(db, name)
-        assert db.store.checkpoint_blocking(_checkpoint("before", 1, 0, 2), WAIT) == 2
-        gate, held = _hold_writer(writer)
+        assert db.store.checkpoint(_checkpoint("before", 1, 0, 2)) == 2
+        gate, held = hold_writer(writer)
 
         def broken(connection: Connection) -> None:
             connection.execute(text("INSERT INTO no_such_table VALUES (1)"))
 
-        batch: list[concurrent.futures.Future[Any]] = [
-            writer.submit_threadsafe(db.store._checkpoint_op(_checkpoint("x", 1, 0, 2))),
-            writer.submit_threadsafe(broken),
-            writer.submit_threadsafe(db.store._checkpoint_op(_checkpoint("y", 1, 0, 2))),
+        batch = [
+            submit(writer, checkpoint_op(_checkpoint("x", 1, 0, 2))),
+            submit(writer, broken),
+            submit(writer, checkpoint_op(_checkpoint("y", 1, 0, 2))),
         ]
+        wait_for_pending(writer, 3)
         gate.release.set()
         assert held.result(WAIT) == "gate"
         for future in batch:
@@ -331,52 +306,54 @@ class TestFailedBatch:
         assert (_version(db, "y"), _messages(db, "y")) == (1, 0)
         assert (_version(db, "before"), _messages(db, "before")) == (2, 2)
         assert writer.stats.failed_batches == 1
-        assert db.store.checkpoint_blocking(_checkpoint("after", 1, 0, 2), WAIT) == 2
-        assert db.store.checkpoint_blocking(_checkpoint("x", 1, 0, 2), WAIT) == 2
+        assert db.store.checkpoint(_checkpoint("after", 1, 0, 2)) == 2
+        assert db.store.checkpoint(_checkpoint("x", 1, 0, 2)) == 2
         assert _messages(db, "x") == 2
 
     def test_a_database_error_in_a_batch_of_checkpoints_fails_only_it(self, db: Database) -> None:
-        """Checkpoint batches commit on the bare connection: a failure there rolls back too."""
+        """A failed batch of only hot operations rolls back whole too, and only it.
+
+        Such a batch begins and commits on the driver's connection, without SQLAlchemy:
+        the only SQLAlchemy transaction is the gate's.
+        """
         writer = db.store.writer
-        for name in ("x", "y", "after"):
+        for name in ("x", "y", "after", "z"):
             _create(db, name)
-        begins: list[str] = []
-        engine = db._engines.writer
-        assert engine is not None
-        event.listen(engine, "begin", lambda _conn: begins.append("begin"))
-        gate, held = _hold_writer(writer)
-
-        def broken(driver: sqlite3.Connection) -> None:
-            driver.execute("INSERT INTO no_such_table VALUES (1)")
-
-        x_op = db.store._checkpoint_op(_checkpoint("x", 1, 0, 2))
-        y_op = db.store._checkpoint_op(_checkpoint("y", 1, 0, 2))
-        batch: list[concurrent.futures.Future[Any]] = [
-            writer.submit_threadsafe(x_op),
-            writer.submit_threadsafe(DualOp(lambda _c: None, broken)),
-            writer.submit_threadsafe(y_op),
+        begins = _sqlalchemy_begins(db)
+        gate, held = hold_writer(writer)
+        batch = [
+            submit(writer, checkpoint_op(_checkpoint("x", 1, 0, 2))),
+            submit(writer, broken_hot_op()),
+            submit(writer, checkpoint_op(_checkpoint("y", 1, 0, 2))),
         ]
+        wait_for_pending(writer, 3)
         gate.release.set()
         assert held.result(WAIT) == "gate"
         for future in batch:
             with pytest.raises(StoreUnavailable, match="refused the write"):
                 future.result(WAIT)
         assert begins == ["begin"]  # the gate's: the batch of checkpoints bypassed SQLAlchemy
+        assert writer.stats.failed_batches == 1
         assert (_version(db, "x"), _messages(db, "x")) == (1, 0)
         assert (_version(db, "y"), _messages(db, "y")) == (1, 0)
-        assert db.store.checkpoint_blocking(_checkpoint("after", 1, 0, 2), WAIT) == 2
-        assert db.store.checkpoint_blocking(_checkpoint("x", 1, 0, 2), WAIT) == 2
-        _create(db, "z")  # and SQLAlchemy's own transactions still work after it
-        assert (_version(db, "after"), _messages(db, "x"), _version(db, "z")) == (2, 2, 1)
+        assert db.store.checkpoint(_checkpoint("after", 1, 0, 2)) == 2
+        assert db.store.checkpoint(_checkpoint("x", 1, 0, 2)) == 2
+        # And SQLAlchemy's own transactions still work after it (a Core write).
+        suspended = db.store.transition(
+            "z", 1, 1, ("active",), "suspended", "suspend", NOW, None, False
+        )
+        assert (_version(db, "after"), _messages(db, "x"), suspended) == (2, 2, 2)
+        assert begins == ["begin", "begin"]
 
     def test_a_refused_checkpoint_fails_alone(self, db: Database) -> None:
         """A stale checkpoint (domain error) writes nothing; its batch mates still commit."""
         writer = db.store.writer
         for name in ("ok", "stale"):
             _create(db, name)
-        gate, held = _hold_writer(writer)
-        good = writer.submit_threadsafe(db.store._checkpoint_op(_checkpoint("ok", 1, 0, 2)))
-        bad = writer.submit_threadsafe(db.store._checkpoint_op(_checkpoint("stale", 7, 0, 2)))
+        gate, held = hold_writer(writer)
+        good = submit(writer, checkpoint_op(_checkpoint("ok", 1, 0, 2)))
+        bad = submit(writer, checkpoint_op(_checkpoint("stale", 7, 0, 2)))
+        wait_for_pending(writer, 2)
         gate.release.set()
         held.result(WAIT)
         assert good.result(WAIT) == 2
@@ -384,6 +361,7 @@ class TestFailedBatch:
             bad.result(WAIT)
         assert (_version(db, "stale"), _messages(db, "stale")) == (1, 0)
         assert _messages(db, "ok") == 2
+        assert writer.stats.failed_batches == 0
 
 
 class TestWalCheckpoints:
@@ -394,27 +372,23 @@ class TestWalCheckpoints:
         _create(db, session_id)
         for version in range(1, count + 1):
             cp = _checkpoint(session_id, version, version - 1, 1)
-            assert db.store.checkpoint_blocking(cp, WAIT) == version + 1
+            assert db.store.checkpoint(cp) == version + 1
 
     @staticmethod
-    def _wait_for(predicate: Any) -> None:
-        for _ in range(int(WAIT / 0.01)):
-            if predicate():
-                return
-            threading.Event().wait(0.01)
-        raise AssertionError("timed out")
+    def _backend(db: Database) -> SqliteBackend:
+        backend = db.store.backend
+        assert isinstance(backend, SqliteBackend)
+        return backend
 
     def test_checkpoints_run_in_the_background_after_enough_commits(self, db: Database) -> None:
         """The writer's own automatic checkpoint is only a fallback; the thread checkpoints."""
-        writer = db.store.writer
-        checkpointer = writer._checkpointer
-        assert checkpointer is not None
-        autocheckpoint = writer.call_threadsafe(
-            lambda c: c.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar(), WAIT
+        backend = self._backend(db)
+        autocheckpoint = db.store.write(
+            lambda c: c.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar()
         )
         assert autocheckpoint == FALLBACK_PAGES
         self._commit_many(db, "a", CHECKPOINT_EVERY + 1)
-        self._wait_for(lambda: checkpointer.checkpoints >= 1)
+        wait_until(lambda: backend.wal_checkpoints >= 1, "a background WAL checkpoint")
         assert (_version(db, "a"), _messages(db, "a")) == (
             CHECKPOINT_EVERY + 2,
             CHECKPOINT_EVERY + 1,
@@ -424,8 +398,8 @@ class TestWalCheckpoints:
         self, db: Database, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """A checkpointer that cannot work (full disk ...) fails no write, then retries."""
-        checkpointer = db.store.writer._checkpointer
-        assert checkpointer is not None
+        backend = self._backend(db)
+        checkpointer = backend._checkpointer
         attempts: list[int] = []
 
         def refuse() -> sqlite3.Connection:
@@ -434,18 +408,16 @@ class TestWalCheckpoints:
 
         monkeypatch.setattr(checkpointer, "_connect", refuse)
         self._commit_many(db, "a", 2 * CHECKPOINT_EVERY)
-        self._wait_for(lambda: len(attempts) >= 1)
-        assert checkpointer.checkpoints == 0
+        wait_until(lambda: len(attempts) >= 1, "a checkpoint attempt")
+        assert backend.wal_checkpoints == 0
         assert _messages(db, "a") == 2 * CHECKPOINT_EVERY
         monkeypatch.undo()
         self._commit_many(db, "b", CHECKPOINT_EVERY)
-        self._wait_for(lambda: checkpointer.checkpoints >= 1)
+        wait_until(lambda: backend.wal_checkpoints >= 1, "a background WAL checkpoint")
 
     def test_close_stops_the_thread(self, db: Database) -> None:
         """close() ends the checkpointer's thread (it holds a connection to the file)."""
-        checkpointer = db.store.writer._checkpointer
-        assert checkpointer is not None
-        thread = checkpointer._thread
+        thread = self._backend(db)._checkpointer._thread
         assert thread is not None
         assert thread.is_alive()
         db.close()
@@ -459,14 +431,15 @@ class TestClose:
         """Writes queued behind a running transaction are committed by close(), not lost."""
         _create(db, "a")
         writer = db.store.writer
-        gate, held = _hold_writer(writer)
-        queued = writer.submit_threadsafe(db.store._checkpoint_op(_checkpoint("a", 1, 0, 2)))
+        gate, held = hold_writer(writer)
+        queued = submit(writer, checkpoint_op(_checkpoint("a", 1, 0, 2)))
+        wait_for_pending(writer, 1)
         threading.Timer(0.05, gate.release.set).start()
         db.close()
         assert held.result(WAIT) == "gate"
         assert queued.result(WAIT) == 2
         with pytest.raises(StoreUnavailable, match="closed"):
-            writer.submit_threadsafe(db.store._checkpoint_op(_checkpoint("a", 2, 2, 1)))
+            writer.call(checkpoint_op(_checkpoint("a", 2, 2, 1)), WAIT)
 
 
 class TestSqliteValues:
@@ -477,8 +450,8 @@ class TestSqliteValues:
         _create(db, "a")
         when = datetime(2026, 3, 4, 5, 6, 7, 890, tzinfo=UTC)
         cp = replace(_checkpoint("a", 1, 0, 1), now=when, expires_at=when + timedelta(hours=1))
-        db.store.checkpoint_blocking(cp, WAIT)
-        state = db.run(db.store.state("a"))
+        db.store.checkpoint(cp)
+        state = db.store.state("a")
         assert state is not None
         assert (state.updated_at, state.expires_at) == (when, when + timedelta(hours=1))
 
