@@ -41,8 +41,8 @@ class SeedAPI:
             self,
             session_id: str,
             conversation_history: list[dict[str, Any]],
-            context_variables: dict[str, Any],
-            current_phase: str,
+            context_variables: dict[str, Any] | None = None,
+            current_phase: str | None = None,
             current_step: int | None = None,
             plan_data: dict[str, Any] | None = ...,
             *,
@@ -57,7 +57,7 @@ class SeedAPI:
 
         def delete(self, session_id: str) -> None: ...
 
-        def load(self, session_id: str) -> dict[str, Any]: ...
+        def _stored_state(self, session_id: str) -> dict[str, Any]: ...
 
         def info(self, session_id: str) -> dict[str, Any]: ...
 
@@ -99,12 +99,17 @@ class SeedAPI:
         self,
         session_id: str,
         conversation_history: list[dict[str, Any]],
-        context_variables: dict[str, Any],
-        current_phase: str,
+        context_variables: dict[str, Any] | None = None,
+        current_phase: str | None = None,
         current_step: int | None = None,
         plan_data: dict[str, Any] | None = None,
     ) -> bool:
-        """Save session state; ``True`` once it is committed, ``False`` otherwise (logged)."""
+        """Save session state; ``True`` once it is committed, ``False`` otherwise (logged).
+
+        Called positionally as in the seed, or by keyword as its task executor does:
+        ``context_variables``, ``current_phase`` and ``plan_data`` left out (or ``None``)
+        keep their stored values; ``current_step`` is stored as given (``None`` included).
+        """
 
         def call() -> bool:
             self.checkpoint(
@@ -116,12 +121,24 @@ class SeedAPI:
         result: bool = self._quietly(False, "save", session_id, call)
         return result
 
-    def load_session_state(self, session_id: str) -> dict[str, Any] | None:
-        """The state of an active or suspended session for resumption, else ``None``."""
+    def load_session_state(
+        self, session_id: str, include_completed: bool = False
+    ) -> dict[str, Any] | None:
+        """The state of an active or suspended session for resumption, else ``None``.
+
+        With ``include_completed=True`` a completed or expired session is returned too
+        (a detail or history view), with the same keys. The dict has the seed's keys and
+        types (``created_at`` / ``updated_at`` are datetimes) plus ``user_id``, ``name``
+        and ``message_count``.
+        """
 
         def call() -> dict[str, Any] | None:
-            state = self.load(session_id)
-            if state["status"] not in LIVE_STATUSES:
+            if not isinstance(include_completed, bool):
+                raise InvalidArgument(
+                    f"include_completed must be a bool, not {type(include_completed).__name__}"
+                )
+            state = self._stored_state(session_id)
+            if not include_completed and state["status"] not in LIVE_STATUSES:
                 log.warning("session.load_refused", session_id=session_id, status=state["status"])
                 return None
             return state

@@ -360,8 +360,8 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
         self,
         session_id: str,
         conversation_history: list[dict[str, Any]],
-        context_variables: dict[str, Any],
-        current_phase: str,
+        context_variables: dict[str, Any] | None = None,
+        current_phase: str | None = None,
         current_step: int | None = None,
         plan_data: dict[str, Any] | None = _MISSING,
         *,
@@ -373,13 +373,18 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
         rewritten (truncated, summarised) is detected by sampling and stored again; pass
         ``history_rewritten=True`` if you edited a message in place in the middle.
 
+        ``context_variables``, ``current_phase`` and ``plan_data`` left out (or ``None``)
+        keep their stored values; ``current_step`` is stored as given.
+
         Raises:
             SessionNotFound, InvalidTransition (not active), SessionOwnedElsewhere,
             StaleSession, NotSerializable, PayloadTooLarge, InvalidArgument,
             StoreUnavailable. On any error nothing was stored.
         """
+        self._check_open()
         session_id = require_str("session_id", session_id)
-        current_phase = require_str("current_phase", current_phase, allow_empty=True)
+        if current_phase is not None:
+            current_phase = require_str("current_phase", current_phase, allow_empty=True)
         require_step(current_step)
         if not isinstance(conversation_history, list):
             raise InvalidArgument(
@@ -391,12 +396,16 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
                 conversation_history = list(conversation_history)
             except Exception as exc:
                 raise _json.unreadable("conversation_history", exc) from exc
-        if not isinstance(context_variables, dict):
+        if context_variables is not None and not isinstance(context_variables, dict):
             raise InvalidArgument(
-                f"context_variables must be a dict, not {type(context_variables).__name__}"
+                f"context_variables must be a dict or None, not {type(context_variables).__name__}"
             )
         limit = self._settings.max_state_bytes
-        context_json = _json.encode(context_variables, "context_variables", limit)
+        context_json = (
+            None
+            if context_variables is None
+            else _json.encode(context_variables, "context_variables", limit)
+        )
         set_plan = plan_data is not _MISSING and plan_data is not None
         plan_json = _json.encode(plan_data, "plan_data", limit) if set_plan else None
         save = Save(
@@ -456,8 +465,15 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
         Raises:
             SessionNotFound: it does not exist.
         """
-        session_id = require_str("session_id", session_id)
+        return self._stored_state(session_id)
+
+    def _stored_state(self, session_id: str) -> dict[str, Any]:
+        """The whole stored state with the seed's keys and types (datetimes), any status.
+
+        ``load_session_state`` returns this; its callers rely on the seed's types.
+        """
         self._check_open()
+        session_id = require_str("session_id", session_id)
         document: SessionDocument | None = self._db.load(session_id)
         if document is None:
             raise SessionNotFound(session_id)

@@ -95,10 +95,12 @@ class UserScope:
         self._check(session_id)
         return self._manager.save_session_state(session_id, *args, **kwargs)
 
-    def load_session_state(self, session_id: str) -> dict[str, Any] | None:
+    def load_session_state(
+        self, session_id: str, include_completed: bool = False
+    ) -> dict[str, Any] | None:
         """``SessionManager.load_session_state`` on one of this user's sessions."""
         self._check(session_id)
-        return self._manager.load_session_state(session_id)
+        return self._manager.load_session_state(session_id, include_completed)
 
     def suspend_session(self, session_id: str) -> bool:
         """``SessionManager.suspend_session`` on one of this user's sessions."""
@@ -253,9 +255,13 @@ class UserScope:
         result: bool = await self._in_thread(self.save_session_state, *args, **kwargs)
         return result
 
-    async def aload_session_state(self, session_id: str) -> dict[str, Any] | None:
+    async def aload_session_state(
+        self, session_id: str, include_completed: bool = False
+    ) -> dict[str, Any] | None:
         """Async twin of ``load_session_state``."""
-        result: dict[str, Any] | None = await self._in_thread(self.load_session_state, session_id)
+        result: dict[str, Any] | None = await self._in_thread(
+            self.load_session_state, session_id, include_completed
+        )
         return result
 
     async def asuspend_session(self, session_id: str) -> bool:
