@@ -7,12 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from actors._documents import listing_dict
-from actors._validate import require_optional_str
+from actors._errors import ManagerClosed
 from persistence import LIVE_STATUSES, InvalidArgument, SessionSupervisorError
-
-if TYPE_CHECKING:
-    from persistence import Database
 
 log = structlog.get_logger("actors.manager")
 
@@ -22,10 +18,10 @@ class SeedAPI:
 
     Like the seed, they return ``False``/``None``/``[]`` on an expected failure (and log
     why) instead of raising; each is a thin wrapper around a typed method of the manager.
+    On a closed manager they raise ``ManagerClosed``, as the typed methods do.
     """
 
     if TYPE_CHECKING:  # provided by SessionManager
-        _db: Database
 
         def _check_open(self) -> None: ...
 
@@ -61,6 +57,14 @@ class SeedAPI:
 
         def info(self, session_id: str) -> dict[str, Any]: ...
 
+        def sessions(
+            self,
+            user_id: str | None = None,
+            status: str | None = None,
+            mode: str | None = None,
+            limit: int = 100,
+        ) -> list[dict[str, Any]]: ...
+
     def create_session(
         self,
         mode: str,
@@ -72,8 +76,12 @@ class SeedAPI:
         return self.create(mode, config, user_id, name)
 
     def _quietly(self, default: Any, action: str, session_id: Any, call: Callable[[], Any]) -> Any:
+        # A closed manager is a programming error, not an expected failure: it raises.
+        self._check_open()
         try:
             return call()
+        except ManagerClosed:
+            raise  # closed while the call ran
         except SessionSupervisorError as error:
             log.warning(
                 f"session.{action}_refused",
@@ -174,20 +182,14 @@ class SeedAPI:
         mode: str | None = None,
         limit: int = 100,
     ) -> list[dict[str, Any]]:
-        """Session summaries matching the filters, most recently updated first."""
+        """Session summaries matching the filters, most recently updated first.
 
-        def call() -> list[dict[str, Any]]:
-            require_optional_str("user_id", user_id)
-            require_optional_str("status", status)
-            require_optional_str("mode", mode)
-            if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
-                raise InvalidArgument(f"limit must be a positive int, not {limit!r}")
-            # Past a 32-bit count a limit means "all"; the databases refuse wider values.
-            self._check_open()
-            rows = self._db.list_sessions(user_id, status, mode, min(limit, 2**31 - 1))
-            return [listing_dict(row) for row in rows]
-
-        result: list[dict[str, Any]] = self._quietly([], "list", None, call)
+        A bad filter (an unknown ``status``, say) returns ``[]`` and logs
+        ``session.list_refused`` with the reason; :meth:`sessions` raises instead.
+        """
+        result: list[dict[str, Any]] = self._quietly(
+            [], "list", None, lambda: self.sessions(user_id, status, mode, limit)
+        )
         return result
 
     def get_session_info(self, session_id: str) -> dict[str, Any] | None:
@@ -209,6 +211,7 @@ class SeedAPI:
         Each call checkpoints the session with the current history and context (the seed's
         Task 4) and returns whether the checkpoint was committed.
         """
+        self._check_open()
 
         def on_phase_change(phase: str, step_number: int | None = None) -> bool:
             plan = get_plan() if get_plan is not None else None

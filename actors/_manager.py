@@ -23,7 +23,7 @@ from actors._api_runtime import RuntimeAPI
 from actors._api_seed import SeedAPI
 from actors._api_side import SideTables
 from actors._clock import Clock, utc_now
-from actors._documents import info_dict, state_dict
+from actors._documents import info_dict, listing_dict, state_dict
 from actors._errors import ManagerClosed
 from actors._exit_hook import register_exit_hook
 from actors._mailbox import ask_inline
@@ -35,6 +35,7 @@ from actors._supervisor import SessionSupervisor
 from actors._ticker import Ticker
 from actors._validate import require_optional_str, require_step, require_str
 from persistence import (
+    SESSION_STATUSES,
     Database,
     InvalidArgument,
     Lease,
@@ -65,9 +66,11 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
     ``load_session_state``, ``suspend_session``, ``resume_session``, ``complete_session``,
     ``delete_session``, ``list_sessions``, ``get_session_info``, ``start`` and ``stop``.
     Like the seed, they return ``False``/``None``/``[]`` on an expected failure (and log
-    why); the typed methods (``checkpoint``, ``load``, ``suspend``, ``resume``,
-    ``complete``, ``expire``, ``delete``, ``info``) raise the typed errors of
-    :mod:`actors` instead.
+    why); the typed methods (``create``, ``checkpoint``, ``load``, ``suspend``, ``resume``,
+    ``complete``, ``expire``, ``delete``, ``info``, ``sessions``) raise the typed errors of
+    :mod:`actors` instead. Every method of a closed manager (but ``close``, ``aclose``
+    and ``stop``, which may be called again) raises ``ManagerClosed``, the seed's too:
+    using a closed manager is a programming error, not an expected failure.
 
     All sync methods are safe from any thread and from inside a running event loop; the
     ``a``-prefixed twins await them without blocking the loop.
@@ -321,11 +324,20 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
         """Create a session owned by this manager; return its id (a UUID string).
 
         Raises:
-            InvalidArgument, NotSerializable: bad arguments; nothing was written.
+            InvalidArgument, NotSerializable: bad arguments (a ``mode`` that the
+                manager's ``runtime_factory`` mapping has no entry for, too); nothing was
+                written.
             StoreUnavailable: the database refused the write.
         """
         self._check_open()
         mode = require_str("mode", mode, max_length=64)  # the width of session_states.mode
+        runtimes = self._settings.runtimes
+        if runtimes is not None and runtimes.builder_for(mode) is None:
+            known = ", ".join(repr(m) for m in sorted(runtimes.by_mode))
+            raise InvalidArgument(
+                f"runtime_factory has no entry for mode {mode!r} (it has {known}):"
+                " a session of that mode could never get a runtime; nothing was created"
+            )
         user_id = require_optional_str("user_id", user_id)
         name = require_optional_str("name", name)
         if not isinstance(config, dict):
@@ -422,6 +434,7 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
         return version
 
     def _transition(self, session_id: str, action: str) -> int:
+        self._check_open()
         session_id = require_str("session_id", session_id)
         version: int = self._ask(session_id, Transition(action))
         return version
@@ -449,8 +462,8 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
             SessionNotFound: it does not exist.
             SessionOwnedElsewhere: another live manager holds it.
         """
-        session_id = require_str("session_id", session_id)
         self._check_open()
+        session_id = require_str("session_id", session_id)
         self._supervisor.remove(session_id).get(timeout=self._settings.call_timeout)
         deleted = self._store_call(
             self._db.store.delete_session(session_id, self.instance_id, self._now())
@@ -485,9 +498,40 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
         Raises:
             SessionNotFound: it does not exist.
         """
-        session_id = require_str("session_id", session_id)
         self._check_open()
+        session_id = require_str("session_id", session_id)
         summary: SessionSummary | None = self._db.session_info(session_id)
         if summary is None:
             raise SessionNotFound(session_id)
         return info_dict(summary)
+
+    def sessions(
+        self,
+        user_id: str | None = None,
+        status: str | None = None,
+        mode: str | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """Summaries of the sessions matching the filters, most recently updated first.
+
+        Each is the seed's ``list_sessions`` dict (times as ISO-8601 strings).
+
+        Raises:
+            InvalidArgument: an unknown ``status`` (not one of ``active``, ``suspended``,
+                ``completed``, ``expired``), a filter that is not a str, or a ``limit``
+                that is not a positive int.
+        """
+        self._check_open()
+        user_id = require_optional_str("user_id", user_id)
+        status = require_optional_str("status", status)
+        if status is not None and status not in SESSION_STATUSES:
+            raise InvalidArgument(
+                f"status must be one of {', '.join(SESSION_STATUSES)} or None, not {status!r}"
+            )
+        if mode is not None:
+            mode = require_str("mode", mode, max_length=64)
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise InvalidArgument(f"limit must be a positive int, not {limit!r}")
+        # Past a 32-bit count a limit means "all"; the databases refuse wider values.
+        rows = self._db.list_sessions(user_id, status, mode, min(limit, 2**31 - 1))
+        return [listing_dict(row) for row in rows]
