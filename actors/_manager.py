@@ -22,18 +22,18 @@ from actors._api_introspect import Introspection
 from actors._api_runtime import RuntimeAPI
 from actors._api_seed import SeedAPI
 from actors._api_side import SideTables
-from actors._clock import Clock, utc_now
+from actors._clock import Clock
 from actors._documents import info_dict, listing_dict, state_dict
 from actors._errors import ManagerClosed
 from actors._exit_hook import register_exit_hook
 from actors._mailbox import ask_inline
 from actors._messages import ActorGone, Save, Transition
 from actors._metrics import CheckpointTimings
-from actors._runtime import RuntimeCloser, RuntimeFactory, RuntimeSpec
-from actors._settings import Settings
+from actors._runtime import RuntimeCloser, RuntimeFactory
+from actors._settings import Settings, check_options
 from actors._supervisor import SessionSupervisor
 from actors._ticker import Ticker
-from actors._validate import require_optional_str, require_step, require_str
+from actors._validate import Duration, require_optional_str, require_step, require_str
 from persistence import (
     SESSION_STATUSES,
     Database,
@@ -83,36 +83,30 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
         db: Database,
         *,
         instance_id: str | None = None,
-        session_ttl: timedelta = timedelta(hours=24),
-        cleanup_interval: float = 60.0,
+        session_ttl: Duration = timedelta(hours=24),
+        cleanup_interval: Duration = 60.0,
         clock: Clock | None = None,
-        lease_ttl: timedelta = timedelta(seconds=30),
+        lease_ttl: Duration = timedelta(seconds=30),
         max_live: int = 10_000,
-        idle_timeout: timedelta = timedelta(minutes=10),
+        idle_timeout: Duration = timedelta(minutes=10),
         max_message_bytes: int | None = 1 << 20,
         max_state_bytes: int | None = 16 << 20,
-        call_timeout: float = 30.0,
+        call_timeout: Duration = 30.0,
         max_restarts: int = 5,
-        restart_window: timedelta = timedelta(minutes=1),
-        restart_backoff: timedelta = timedelta(seconds=1),
-        restart_backoff_max: timedelta = timedelta(seconds=60),
+        restart_window: Duration = timedelta(minutes=1),
+        restart_backoff: Duration = timedelta(seconds=1),
+        restart_backoff_max: Duration = timedelta(seconds=60),
         runtime_factory: RuntimeFactory | None = None,
         runtime_closer: RuntimeCloser | None = None,
     ) -> None:
-        if cleanup_interval <= 0:
-            raise InvalidArgument(f"cleanup_interval must be > 0 seconds, not {cleanup_interval}")
-        if lease_ttl <= timedelta(0) or session_ttl <= timedelta(0):
-            raise InvalidArgument("lease_ttl and session_ttl must be positive")
-        if max_live < 1:
-            raise InvalidArgument(f"max_live must be >= 1, not {max_live}")
-        self._settings = Settings(
-            db=db,
-            instance_id=instance_id or uuid.uuid4().hex[:16],
-            clock=clock or utc_now,
+        options = check_options(
+            instance_id=instance_id,
             session_ttl=session_ttl,
+            cleanup_interval=cleanup_interval,
+            clock=clock,
             lease_ttl=lease_ttl,
-            idle_timeout=idle_timeout,
             max_live=max_live,
+            idle_timeout=idle_timeout,
             max_message_bytes=max_message_bytes,
             max_state_bytes=max_state_bytes,
             call_timeout=call_timeout,
@@ -120,10 +114,12 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
             restart_window=restart_window,
             restart_backoff=restart_backoff,
             restart_backoff_max=restart_backoff_max,
-            runtimes=RuntimeSpec.from_arguments(runtime_factory, runtime_closer),
+            runtime_factory=runtime_factory,
+            runtime_closer=runtime_closer,
         )
+        self._settings = Settings.of(db, options)
         self._db = db
-        self._cleanup_interval = cleanup_interval
+        self._cleanup_interval = options.cleanup_interval
         self._sweeping = False
         self._last_sweep = 0.0
         self._closed = False
@@ -133,8 +129,9 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
         # Live actors by session, so that a save is one hand-off instead of two; each entry
         # is re-checked with the supervisor (which keeps the LRU order) after _REF_RECHECK.
         self._refs: dict[str, tuple[pykka.ActorRef[Any], datetime]] = {}
-        self._ref_recheck = min(idle_timeout / 4, _REF_RECHECK)
-        interval = min(cleanup_interval, lease_ttl.total_seconds() / 3)
+        self._ref_recheck = min(options.idle_timeout / 4, _REF_RECHECK)
+        # At least MIN_TICK_SECONDS: both settings were checked for that.
+        interval = min(options.cleanup_interval, options.lease_ttl.total_seconds() / 3)
         self._ticker = Ticker(interval, self._tick, name="session-supervisor-ticker")
         self._ticker.start()
         self._elapsed = 0.0
@@ -353,7 +350,7 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
             mode=mode,
             config_json=config_json,
             now=now,
-            expires_at=now + settings.session_ttl,
+            expires_at=settings.expiry(now),
             owner=settings.instance_id,
             lease_until=now + settings.lease_ttl,
         )

@@ -326,7 +326,7 @@ class SessionActor(QuickActor):
             phase=phase,
             step=save.step,
             now=now,
-            expires_at=now + settings.session_ttl,
+            expires_at=settings.expiry(now),
             first_seq=first,
             new_messages=rows,
             rewrite_from=None if append else 0,
@@ -374,7 +374,7 @@ class SessionActor(QuickActor):
             raise InvalidTransition(self.session_id, state.status, action)
         settings = self._settings
         now = settings.now()
-        expires_at = now + settings.session_ttl if to_status == "active" else None
+        expires_at = settings.expiry(now) if to_status == "active" else None
         try:
             version = settings.db.run(
                 settings.db.store.transition(
