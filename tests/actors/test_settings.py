@@ -138,8 +138,13 @@ class TestRefused:
         db = Database.open(f"sqlite:///{tmp_path / 's.db'}")
         try:
             threads = threading.active_count()
-            for name, value in [("session_ttl", math.nan), ("cleanup_interval", math.nan),
-                                ("instance_id", "x" * 70), ("lease_ttl", "30")]:  # fmt: skip
+            refused: list[tuple[str, Any]] = [
+                ("session_ttl", math.nan),
+                ("cleanup_interval", math.nan),
+                ("instance_id", "x" * 70),
+                ("lease_ttl", "30"),
+            ]
+            for name, value in refused:
                 with pytest.raises(InvalidArgument, match=name):
                     SessionManager(db, **{name: value})
             assert threading.active_count() <= threads
