@@ -106,7 +106,7 @@ def require_duration(
         try:
             seconds = float(value)
         except OverflowError:  # an int too large for a float
-            seconds = math.copysign(math.inf, value)
+            seconds = math.inf if value > 0 else -math.inf
     if math.isnan(seconds):
         raise InvalidArgument(f"{name} must be a number of seconds, not NaN")
     if seconds < 0 or (seconds == 0 and not allow_zero):
