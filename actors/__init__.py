@@ -30,6 +30,7 @@ from actors._logging import configure_logging
 from actors._manager import SessionManager
 from actors._messages import LiveState
 from actors._runtime import (
+    NoSnapshot,
     RuntimeCloser,
     RuntimeFactory,
     RuntimeUnavailable,
@@ -50,6 +51,7 @@ __all__ = [
     "LiveState",
     "ManagerClosed",
     "ManualClock",
+    "NoSnapshot",
     "NotSerializable",
     "PayloadTooLarge",
     "RuntimeCloser",

@@ -47,7 +47,12 @@ class AsyncTwins:
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
 
+    def _check_open(self) -> None:  # pragma: no cover - provided by the manager
+        raise NotImplementedError
+
     async def _in_thread(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        # A closed manager raises at once: no pool (32 threads) is started again for it.
+        self._check_open()
         with self._async_pool_lock:
             if self._async_pool is None:
                 self._async_pool = concurrent.futures.ThreadPoolExecutor(
@@ -98,6 +103,10 @@ class AsyncTwins:
     async def aget_session_info(self, session_id: str) -> dict[str, Any] | None:
         """Async twin of ``get_session_info``."""
         return await self._in_thread(self.get_session_info, session_id)  # type: ignore[attr-defined]
+
+    async def asessions(self, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        """Async twin of ``sessions``."""
+        return await self._in_thread(self.sessions, *args, **kwargs)  # type: ignore[attr-defined]
 
     async def acheckpoint(self, *args: Any, **kwargs: Any) -> int:
         """Async twin of ``checkpoint``."""

@@ -31,6 +31,7 @@ class Introspection:
 
     def live(self, session_id: str) -> LiveState:
         """What the session's live actor holds (rehydrating it if needed)."""
+        self._check_open()
         session_id = require_str("session_id", session_id)
         state: LiveState = self._ask(session_id, Describe())
         return state

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from actors._runtime import (
     DiscardRuntime,
+    NoSnapshot,
     RunInActor,
     RuntimeHandle,
     SessionBusy,
@@ -52,15 +53,13 @@ class UnitOfWork:
                 ``snapshot()`` is saved.
 
         Raises:
-            InvalidArgument: no state given and the runtime has no ``snapshot()``; and
+            NoSnapshot: no state given and the runtime has no ``snapshot()``; and
                 every error of ``manager.checkpoint``.
         """
         if not state:
             snapshot = getattr(self.runtime, "snapshot", None)
             if not callable(snapshot):
-                raise InvalidArgument(
-                    "checkpoint() without arguments needs a runtime with a snapshot() method"
-                )
+                raise NoSnapshot(self.session_id, self.runtime)
             state = snapshot()
         arguments = check_snapshot(state, self.session_id)
         self.version = self._manager.checkpoint(self.session_id, **arguments)
@@ -80,12 +79,14 @@ class RuntimeAPI:
 
         def _ask(self, session_id: str, message: Any) -> Any: ...
 
+        def _check_open(self) -> None: ...
+
         def checkpoint(  # noqa: PLR0917
             self,
             session_id: str,
             conversation_history: list[dict[str, Any]],
-            context_variables: dict[str, Any],
-            current_phase: str,
+            context_variables: dict[str, Any] | None = None,
+            current_phase: str | None = None,
             current_step: int | None = None,
             plan_data: dict[str, Any] | None = ...,
             *,
@@ -114,6 +115,7 @@ class RuntimeAPI:
         return self._handle(session_id).runtime
 
     def _handle(self, session_id: str) -> RuntimeHandle:
+        self._check_open()
         session_id = require_str("session_id", session_id)
         handle: RuntimeHandle = self._ask(session_id, UseRuntime())
         return handle
@@ -131,6 +133,7 @@ class RuntimeAPI:
         it does: the runtime is closed, the supervisor restarts the session from its last
         checkpoint, and the exception is raised here.
         """
+        self._check_open()
         session_id = require_str("session_id", session_id)
         if not callable(function):
             raise InvalidArgument(f"function must be callable, not {type(function).__name__}")
@@ -142,12 +145,14 @@ class RuntimeAPI:
         Returns:
             Whether a runtime was built (and is now closed).
         """
+        self._check_open()
         session_id = require_str("session_id", session_id)
         closed: bool = self._ask(session_id, DiscardRuntime())
         return closed
 
     def _enter_work(self, session_id: str, wait: float | None) -> tuple[RuntimeHandle, Any]:
         """Take the session's work lock; return the handle (under the lock) and the runtime."""
+        self._check_open()
         timeout = self._settings.call_timeout if wait is None else wait
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout < 0:
             raise InvalidArgument(f"wait must be a number of seconds >= 0, not {wait!r}")
@@ -184,8 +189,10 @@ class RuntimeAPI:
 
         Units of work on one live session run one at a time, and a session in one is
         never passivated (idle or over ``max_live``), however long it takes. On a normal
-        exit the runtime's ``snapshot()`` (if it has one, and ``checkpoint`` is true) is
+        exit (with ``checkpoint`` true, the default) the runtime's ``snapshot()`` is
         checkpointed: a dict with the arguments of ``checkpoint`` but ``session_id``.
+        A runtime without ``snapshot()`` is refused before the block runs
+        (``NoSnapshot``): pass ``checkpoint=False`` and call ``work.checkpoint(...)``.
         If the block (or that checkpoint) raises, the runtime is discarded, so the next
         use rebuilds it from the last checkpoint, and the error propagates.
 
@@ -196,14 +203,19 @@ class RuntimeAPI:
             checkpoint: save the runtime's ``snapshot()`` on a normal exit.
 
         Raises:
+            NoSnapshot: ``checkpoint`` is true and the runtime has no ``snapshot()``;
+                the block did not run.
             SessionBusy: another unit of work held the session for longer than ``wait``.
             and every error of :meth:`runtime` and ``checkpoint``.
         """
         handle, runtime = self._enter_work(session_id, wait)
+        if checkpoint and not callable(getattr(runtime, "snapshot", None)):
+            handle.lock.release()
+            raise NoSnapshot(session_id, runtime)
         work = UnitOfWork(self, session_id, runtime)
         try:
             yield work
-            if checkpoint and callable(getattr(runtime, "snapshot", None)):
+            if checkpoint:
                 work.checkpoint()
         except BaseException:
             self._discard_quietly(session_id, runtime)
@@ -217,6 +229,7 @@ class RuntimeAPI:
         Raises:
             InvalidArgument: ``user_id`` is not a non-empty str.
         """
+        self._check_open()
         from actors._scoped import UserScope  # noqa: PLC0415 - _scoped builds on this module
 
         return UserScope(cast("SessionManager", self), require_str("user_id", user_id))
@@ -253,11 +266,15 @@ class RuntimeAPI:
             # The pool thread may still take the lock after we gave up: give it back then.
             entering.add_done_callback(_release_if_entered)
             raise
+        snapshot = getattr(runtime, "snapshot", None)
+        if checkpoint and not callable(snapshot):
+            handle.lock.release()
+            raise NoSnapshot(session_id, runtime)
         work = UnitOfWork(self, session_id, runtime)
         try:
             yield work
-            snapshot = getattr(runtime, "snapshot", None)
-            if checkpoint and callable(snapshot):
+            if checkpoint:
+                assert snapshot is not None  # noqa: S101 - checked before the block
                 state = snapshot()
                 if inspect.isawaitable(state):
                     state = await state

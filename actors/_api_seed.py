@@ -7,12 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from actors._documents import listing_dict
-from actors._validate import require_optional_str
+from actors._errors import ManagerClosed
 from persistence import LIVE_STATUSES, InvalidArgument, SessionSupervisorError
-
-if TYPE_CHECKING:
-    from persistence import Database
 
 log = structlog.get_logger("actors.manager")
 
@@ -22,10 +18,10 @@ class SeedAPI:
 
     Like the seed, they return ``False``/``None``/``[]`` on an expected failure (and log
     why) instead of raising; each is a thin wrapper around a typed method of the manager.
+    On a closed manager they raise ``ManagerClosed``, as the typed methods do.
     """
 
     if TYPE_CHECKING:  # provided by SessionManager
-        _db: Database
 
         def _check_open(self) -> None: ...
 
@@ -41,8 +37,8 @@ class SeedAPI:
             self,
             session_id: str,
             conversation_history: list[dict[str, Any]],
-            context_variables: dict[str, Any],
-            current_phase: str,
+            context_variables: dict[str, Any] | None = None,
+            current_phase: str | None = None,
             current_step: int | None = None,
             plan_data: dict[str, Any] | None = ...,
             *,
@@ -57,9 +53,17 @@ class SeedAPI:
 
         def delete(self, session_id: str) -> None: ...
 
-        def load(self, session_id: str) -> dict[str, Any]: ...
+        def _stored_state(self, session_id: str) -> dict[str, Any]: ...
 
         def info(self, session_id: str) -> dict[str, Any]: ...
+
+        def sessions(
+            self,
+            user_id: str | None = None,
+            status: str | None = None,
+            mode: str | None = None,
+            limit: int = 100,
+        ) -> list[dict[str, Any]]: ...
 
     def create_session(
         self,
@@ -72,8 +76,12 @@ class SeedAPI:
         return self.create(mode, config, user_id, name)
 
     def _quietly(self, default: Any, action: str, session_id: Any, call: Callable[[], Any]) -> Any:
+        # A closed manager is a programming error, not an expected failure: it raises.
+        self._check_open()
         try:
             return call()
+        except ManagerClosed:
+            raise  # closed while the call ran
         except SessionSupervisorError as error:
             log.warning(
                 f"session.{action}_refused",
@@ -99,12 +107,17 @@ class SeedAPI:
         self,
         session_id: str,
         conversation_history: list[dict[str, Any]],
-        context_variables: dict[str, Any],
-        current_phase: str,
+        context_variables: dict[str, Any] | None = None,
+        current_phase: str | None = None,
         current_step: int | None = None,
         plan_data: dict[str, Any] | None = None,
     ) -> bool:
-        """Save session state; ``True`` once it is committed, ``False`` otherwise (logged)."""
+        """Save session state; ``True`` once it is committed, ``False`` otherwise (logged).
+
+        Called positionally as in the seed, or by keyword as its task executor does:
+        ``context_variables``, ``current_phase`` and ``plan_data`` left out (or ``None``)
+        keep their stored values; ``current_step`` is stored as given (``None`` included).
+        """
 
         def call() -> bool:
             self.checkpoint(
@@ -116,12 +129,24 @@ class SeedAPI:
         result: bool = self._quietly(False, "save", session_id, call)
         return result
 
-    def load_session_state(self, session_id: str) -> dict[str, Any] | None:
-        """The state of an active or suspended session for resumption, else ``None``."""
+    def load_session_state(
+        self, session_id: str, include_completed: bool = False
+    ) -> dict[str, Any] | None:
+        """The state of an active or suspended session for resumption, else ``None``.
+
+        With ``include_completed=True`` a completed or expired session is returned too
+        (a detail or history view), with the same keys. The dict has the seed's keys and
+        types (``created_at`` / ``updated_at`` are datetimes) plus ``user_id``, ``name``
+        and ``message_count``.
+        """
 
         def call() -> dict[str, Any] | None:
-            state = self.load(session_id)
-            if state["status"] not in LIVE_STATUSES:
+            if not isinstance(include_completed, bool):
+                raise InvalidArgument(
+                    f"include_completed must be a bool, not {type(include_completed).__name__}"
+                )
+            state = self._stored_state(session_id)
+            if not include_completed and state["status"] not in LIVE_STATUSES:
                 log.warning("session.load_refused", session_id=session_id, status=state["status"])
                 return None
             return state
@@ -157,20 +182,14 @@ class SeedAPI:
         mode: str | None = None,
         limit: int = 100,
     ) -> list[dict[str, Any]]:
-        """Session summaries matching the filters, most recently updated first."""
+        """Session summaries matching the filters, most recently updated first.
 
-        def call() -> list[dict[str, Any]]:
-            require_optional_str("user_id", user_id)
-            require_optional_str("status", status)
-            require_optional_str("mode", mode)
-            if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
-                raise InvalidArgument(f"limit must be a positive int, not {limit!r}")
-            # Past a 32-bit count a limit means "all"; the databases refuse wider values.
-            self._check_open()
-            rows = self._db.store.list_sessions(user_id, status, mode, min(limit, 2**31 - 1))
-            return [listing_dict(row) for row in rows]
-
-        result: list[dict[str, Any]] = self._quietly([], "list", None, call)
+        A bad filter (an unknown ``status``, say) returns ``[]`` and logs
+        ``session.list_refused`` with the reason; :meth:`sessions` raises instead.
+        """
+        result: list[dict[str, Any]] = self._quietly(
+            [], "list", None, lambda: self.sessions(user_id, status, mode, limit)
+        )
         return result
 
     def get_session_info(self, session_id: str) -> dict[str, Any] | None:
@@ -192,6 +211,7 @@ class SeedAPI:
         Each call checkpoints the session with the current history and context (the seed's
         Task 4) and returns whether the checkpoint was committed.
         """
+        self._check_open()
 
         def on_phase_change(phase: str, step_number: int | None = None) -> bool:
             plan = get_plan() if get_plan is not None else None

@@ -42,6 +42,9 @@ class SideTables:
     def _open_store(self) -> Store:  # pragma: no cover - provided by the manager
         raise NotImplementedError
 
+    def _check_open(self) -> None:  # pragma: no cover - provided by the manager
+        raise NotImplementedError
+
     def _now(self) -> datetime:  # pragma: no cover - provided by the manager
         raise NotImplementedError
 
@@ -66,6 +69,7 @@ class SideTables:
             SessionNotFound, InvalidTransition (session finished), NotSerializable,
             InvalidArgument.
         """
+        self._check_open()
         session_id = require_str("session_id", session_id)
         # 64: the width of its column
         approval_type = require_str("approval_type", approval_type, max_length=64)
@@ -104,6 +108,7 @@ class SideTables:
         Raises:
             ApprovalNotFound: no such request. InvalidArgument, NotSerializable.
         """
+        self._check_open()
         approval_id = require_str("approval_id", approval_id)
         if resolution not in APPROVAL_RESOLUTIONS:
             raise InvalidArgument(
@@ -121,12 +126,14 @@ class SideTables:
 
     def get_approval(self, approval_id: str) -> dict[str, Any] | None:
         """An approval request as a dict, or ``None`` if it does not exist."""
+        self._check_open()
         approval_id = require_str("approval_id", approval_id)
         record: ApprovalRecord | None = self._open_store().get_approval(approval_id)
         return None if record is None else _approval_dict(record)
 
     def list_pending_approvals(self, session_id: str) -> list[dict[str, Any]]:
         """The pending approval requests of a session, oldest first."""
+        self._check_open()
         session_id = require_str("session_id", session_id)
         records: list[ApprovalRecord] = self._open_store().pending_approvals(session_id)
         return [_approval_dict(record) for record in records]
@@ -141,6 +148,7 @@ class SideTables:
         Raises:
             SessionNotFound: ``session_id`` does not exist.
         """
+        self._check_open()
         task_id = require_str("task_id", task_id)
         session_id = require_optional_str("session_id", session_id)
         self._open_store().register_connection(
@@ -149,18 +157,21 @@ class SideTables:
 
     def heartbeat(self, task_id: str) -> bool:
         """Refresh a connection; ``False`` if it is unknown (or was already removed)."""
+        self._check_open()
         task_id = require_str("task_id", task_id)
         alive: bool = self._open_store().heartbeat(task_id, self._now())
         return alive
 
     def unregister_connection(self, task_id: str) -> bool:
         """Forget a connection; ``False`` if it was unknown."""
+        self._check_open()
         task_id = require_str("task_id", task_id)
         removed: bool = self._open_store().unregister_connection(task_id)
         return removed
 
     def list_connections(self, session_id: str | None = None) -> list[dict[str, Any]]:
         """Live connections (of one session, or all)."""
+        self._check_open()
         session_id = require_optional_str("session_id", session_id)
         rows: list[dict[str, Any]] = self._open_store().connections_of(
             None if session_id is None else [session_id]

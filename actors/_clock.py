@@ -10,9 +10,35 @@ Clock = Callable[[], datetime]
 """A callable returning the current time as an aware UTC datetime."""
 
 
+#: "Never" as a stored deadline (``session_ttl=timedelta.max``): far past any real one,
+#: yet a plain date on both backends, a year short of ``datetime.max`` so that no time
+#: zone conversion overflows.
+NEVER = datetime(9999, 1, 1, tzinfo=UTC)
+#: The other end: every real time is after it.
+DAWN = datetime(1, 1, 2, tzinfo=UTC)
+
+
 def utc_now() -> datetime:
     """The real current time, aware UTC."""
     return datetime.now(UTC)
+
+
+def later(moment: datetime, delta: timedelta) -> datetime:
+    """``moment + delta``, saturated at :data:`NEVER` (a "never" duration never overflows)."""
+    try:
+        result = moment + delta
+    except OverflowError:
+        return NEVER
+    return min(result, NEVER)
+
+
+def earlier(moment: datetime, delta: timedelta) -> datetime:
+    """``moment - delta``, saturated at :data:`DAWN`."""
+    try:
+        result = moment - delta
+    except OverflowError:
+        return DAWN
+    return max(result, DAWN)
 
 
 class ManualClock:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import uuid
 from datetime import timedelta
+from typing import Any, get_args
 
 import structlog
 
@@ -12,33 +13,35 @@ from actors._clock import Clock
 from actors._logging import configure_logging
 from actors._manager import SessionManager
 from actors._runtime import RuntimeCloser, RuntimeFactory
-from actors._validate import require_seconds
+from actors._settings import check_options
+from actors._validate import Duration, require_duration
 from persistence import DEFAULT_APPLICATION_NAME, Database, InvalidArgument
 from persistence.sqlite import SqliteSynchronous
 
 #: SQLite takes the busy timeout as a 32-bit count of milliseconds; a day is plenty.
 _MAX_BUSY_SECONDS = 86_400
+_SYNCHRONOUS = get_args(SqliteSynchronous)
 
 
 def create_session_manager(
     database_url: str | None = None,
     *,
-    session_ttl: timedelta = timedelta(hours=24),
-    cleanup_interval: float = 60.0,
+    session_ttl: Duration = timedelta(hours=24),
+    cleanup_interval: Duration = 60.0,
     clock: Clock | None = None,
     instance_id: str | None = None,
-    lease_ttl: timedelta = timedelta(seconds=30),
+    lease_ttl: Duration = timedelta(seconds=30),
     max_live: int = 10_000,
-    idle_timeout: timedelta = timedelta(minutes=10),
+    idle_timeout: Duration = timedelta(minutes=10),
     max_message_bytes: int | None = 1 << 20,
     max_state_bytes: int | None = 16 << 20,
     sqlite_synchronous: SqliteSynchronous = "NORMAL",
-    sqlite_busy_timeout: float = 5.0,
-    call_timeout: float = 30.0,
+    sqlite_busy_timeout: Duration = 5.0,
+    call_timeout: Duration = 30.0,
     max_restarts: int = 5,
-    restart_window: timedelta = timedelta(minutes=1),
-    restart_backoff: timedelta = timedelta(seconds=1),
-    restart_backoff_max: timedelta = timedelta(seconds=60),
+    restart_window: Duration = timedelta(minutes=1),
+    restart_backoff: Duration = timedelta(seconds=1),
+    restart_backoff_max: Duration = timedelta(seconds=60),
     runtime_factory: RuntimeFactory | None = None,
     runtime_closer: RuntimeCloser | None = None,
     pg_pool_size: int = 5,
@@ -47,21 +50,34 @@ def create_session_manager(
 ) -> SessionManager:
     """Open the session store and start a manager on it.
 
+    Every setting is checked first: a refused one raises ``InvalidArgument`` before
+    anything is opened or created (no SQLite file, no thread). Durations take seconds
+    (an ``int`` or a ``float``) or a ``timedelta``.
+
     Args:
         database_url: default ``$SESSIONS_DATABASE_URL``, else ``./sessions.db`` (a
             plain path is a SQLite file, as is ``sqlite:///path``); ``postgresql://...``
             for several processes. Migrations are applied on a fresh or older database.
-        session_ttl: an active session idle for longer is expired by the sweep.
-        cleanup_interval: seconds between sweeps once :meth:`SessionManager.start` ran.
+        session_ttl: an active session idle for longer is expired by the sweep;
+            ``timedelta.max`` (or ``float("inf")``, or 100 years or more): never.
+        cleanup_interval: seconds between sweeps once :meth:`SessionManager.start` ran
+            (at least 0.01, at most 100 years).
         clock: returns the current aware UTC datetime; inject one in tests.
-        instance_id: this manager's name as a lease owner (default: random).
+        instance_id: this manager's name as a lease owner (default: random); a printable
+            str of 1 to 64 characters.
         lease_ttl: how long this manager's claim on a session lasts without renewal;
-            another process may take the session over after it lapses.
+            another process may take the session over after it lapses (at least 0.03 s:
+            leases are renewed every third of it).
         max_live: most session actors kept in memory (least recently used passivated).
-        idle_timeout: a live actor unused for longer is passivated by the sweep.
-        max_message_bytes: larger messages are refused (``PayloadTooLarge``).
-        max_state_bytes: larger context / plan / config are refused.
-        sqlite_synchronous: ``NORMAL`` (crash-safe) or ``FULL`` (also power-loss-safe).
+        idle_timeout: a live actor unused for longer is passivated by the sweep;
+            ``timedelta.max``: never (only ``max_live`` evicts).
+        max_message_bytes: larger messages are refused (``PayloadTooLarge``); ``None``:
+            no limit.
+        max_state_bytes: larger context / plan / config are refused; ``None``: no limit.
+        sqlite_synchronous: ``NORMAL`` (the default) or ``FULL``. ``NORMAL`` survives a
+            crash or ``kill -9`` of the process, not a power loss or an OS crash (the
+            last acknowledged checkpoints can roll back); ``FULL`` survives those too,
+            at the cost of an fsync per commit.
         sqlite_busy_timeout: seconds a SQLite write waits for another process holding the
             file's write lock before it is refused (``StoreUnavailable``); at most 1 day.
         call_timeout: seconds a call waits for an actor or the store.
@@ -71,12 +87,14 @@ def create_session_manager(
         restart_backoff: delay before the automatic restart after a second crash in the
             window; it doubles with each further crash, up to ``restart_backoff_max``. The
             first crash is restarted at once; using the session restarts it at once.
+            ``0``: no delay.
         restart_backoff_max: the longest delay between automatic restarts.
         runtime_factory: builds a session's live runtime (an orchestrator object that
             cannot be stored) from its state, the dict ``load()`` returns; one callable,
-            or a mapping ``mode -> callable``. The session's actor builds it on first use
-            of ``manager.runtime()`` (or ``unit_of_work`` / ``run_in_actor``), owns it,
-            and closes it when it stops; the next use rebuilds it from the last checkpoint.
+            or a mapping ``mode -> callable`` (a session of a mode it lacks is refused at
+            creation). The session's actor builds it on first use of
+            ``manager.runtime()`` (or ``unit_of_work`` / ``run_in_actor``), owns it, and
+            closes it when it stops; the next use rebuilds it from the last checkpoint.
         runtime_closer: releases a runtime; default: its ``close()``, else ``aclose()``.
         pg_pool_size: PostgreSQL: connections kept for reads (the writer has its own).
         pg_application_name: PostgreSQL's ``application_name`` of this manager's
@@ -87,24 +105,44 @@ def create_session_manager(
             hands each transaction to any server connection.
 
     Raises:
-        InvalidArgument: a bad URL or setting.
+        InvalidArgument: a bad URL or setting; nothing was created.
         StoreUnavailable: the database cannot be opened or migrated.
     """
     if not structlog.is_configured():
         # structlog's own default prints every event, debug included, to stdout: the
         # host's output. Until the application configures logging, show warnings only.
         configure_logging(level="WARNING")
-    busy_seconds = require_seconds("sqlite_busy_timeout", sqlite_busy_timeout)
-    if busy_seconds > _MAX_BUSY_SECONDS:
+    settings: dict[str, Any] = {
+        "instance_id": instance_id,
+        "session_ttl": session_ttl,
+        "cleanup_interval": cleanup_interval,
+        "clock": clock,
+        "lease_ttl": lease_ttl,
+        "max_live": max_live,
+        "idle_timeout": idle_timeout,
+        "max_message_bytes": max_message_bytes,
+        "max_state_bytes": max_state_bytes,
+        "call_timeout": call_timeout,
+        "max_restarts": max_restarts,
+        "restart_window": restart_window,
+        "restart_backoff": restart_backoff,
+        "restart_backoff_max": restart_backoff_max,
+        "runtime_factory": runtime_factory,
+        "runtime_closer": runtime_closer,
+    }
+    # Before Database.open: a refused setting leaves nothing behind, not even a file.
+    checked = check_options(**settings)
+    busy = require_duration("sqlite_busy_timeout", sqlite_busy_timeout, maximum=_MAX_BUSY_SECONDS)
+    if sqlite_synchronous not in _SYNCHRONOUS:
         raise InvalidArgument(
-            f"sqlite_busy_timeout must be at most {_MAX_BUSY_SECONDS} seconds (1 day),"
-            f" not {sqlite_busy_timeout!r}"
+            f"sqlite_synchronous must be NORMAL or FULL, not {sqlite_synchronous!r}"
         )
     if not isinstance(pg_prepared_statements, bool):
         raise InvalidArgument(
             f"pg_prepared_statements must be True or False, not {pg_prepared_statements!r}"
         )
     instance_id = instance_id or uuid.uuid4().hex[:16]
+    settings["instance_id"] = instance_id
     application_name = pg_application_name or f"{DEFAULT_APPLICATION_NAME}/{instance_id}"
     if not isinstance(application_name, str) or not application_name.isprintable():
         raise InvalidArgument(
@@ -113,33 +151,15 @@ def create_session_manager(
     db = Database.open(
         database_url,
         sqlite_synchronous=sqlite_synchronous,
-        busy_timeout_ms=max(1, round(busy_seconds * 1000)),
-        timeout=call_timeout,
+        busy_timeout_ms=max(1, round(busy.total_seconds() * 1000)),
+        timeout=checked.call_timeout,
         pool_size=pg_pool_size,
         # PostgreSQL truncates longer names (63 bytes) itself; cut at a character here.
         application_name=application_name[:63],
         prepared_statements=pg_prepared_statements,
     )
     try:
-        return SessionManager(
-            db,
-            instance_id=instance_id,
-            session_ttl=session_ttl,
-            cleanup_interval=cleanup_interval,
-            clock=clock,
-            lease_ttl=lease_ttl,
-            max_live=max_live,
-            idle_timeout=idle_timeout,
-            max_message_bytes=max_message_bytes,
-            max_state_bytes=max_state_bytes,
-            call_timeout=call_timeout,
-            max_restarts=max_restarts,
-            restart_window=restart_window,
-            restart_backoff=restart_backoff,
-            restart_backoff_max=restart_backoff_max,
-            runtime_factory=runtime_factory,
-            runtime_closer=runtime_closer,
-        )
+        return SessionManager(db, **settings)
     except BaseException:
         db.close()
         raise

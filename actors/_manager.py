@@ -22,19 +22,20 @@ from actors._api_introspect import Introspection
 from actors._api_runtime import RuntimeAPI
 from actors._api_seed import SeedAPI
 from actors._api_side import SideTables
-from actors._clock import Clock, utc_now
-from actors._documents import info_dict, state_dict
+from actors._clock import Clock
+from actors._documents import info_dict, listing_dict, state_dict
 from actors._errors import ManagerClosed
 from actors._exit_hook import register_exit_hook
 from actors._mailbox import ask_inline
 from actors._messages import ActorGone, Save, Transition
 from actors._metrics import CheckpointTimings
-from actors._runtime import RuntimeCloser, RuntimeFactory, RuntimeSpec
-from actors._settings import Settings
+from actors._runtime import RuntimeCloser, RuntimeFactory
+from actors._settings import Settings, check_options
 from actors._supervisor import SessionSupervisor
 from actors._ticker import Ticker
-from actors._validate import require_optional_str, require_step, require_str
+from actors._validate import Duration, require_optional_str, require_step, require_str
 from persistence import (
+    SESSION_STATUSES,
     Database,
     InvalidArgument,
     Lease,
@@ -66,9 +67,11 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
     ``load_session_state``, ``suspend_session``, ``resume_session``, ``complete_session``,
     ``delete_session``, ``list_sessions``, ``get_session_info``, ``start`` and ``stop``.
     Like the seed, they return ``False``/``None``/``[]`` on an expected failure (and log
-    why); the typed methods (``checkpoint``, ``load``, ``suspend``, ``resume``,
-    ``complete``, ``expire``, ``delete``, ``info``) raise the typed errors of
-    :mod:`actors` instead.
+    why); the typed methods (``create``, ``checkpoint``, ``load``, ``suspend``, ``resume``,
+    ``complete``, ``expire``, ``delete``, ``info``, ``sessions``) raise the typed errors of
+    :mod:`actors` instead. Every method of a closed manager (but ``close``, ``aclose``
+    and ``stop``, which may be called again) raises ``ManagerClosed``, the seed's too:
+    using a closed manager is a programming error, not an expected failure.
 
     All sync methods are safe from any thread and from inside a running event loop; the
     ``a``-prefixed twins await them without blocking the loop.
@@ -81,36 +84,30 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
         db: Database,
         *,
         instance_id: str | None = None,
-        session_ttl: timedelta = timedelta(hours=24),
-        cleanup_interval: float = 60.0,
+        session_ttl: Duration = timedelta(hours=24),
+        cleanup_interval: Duration = 60.0,
         clock: Clock | None = None,
-        lease_ttl: timedelta = timedelta(seconds=30),
+        lease_ttl: Duration = timedelta(seconds=30),
         max_live: int = 10_000,
-        idle_timeout: timedelta = timedelta(minutes=10),
+        idle_timeout: Duration = timedelta(minutes=10),
         max_message_bytes: int | None = 1 << 20,
         max_state_bytes: int | None = 16 << 20,
-        call_timeout: float = 30.0,
+        call_timeout: Duration = 30.0,
         max_restarts: int = 5,
-        restart_window: timedelta = timedelta(minutes=1),
-        restart_backoff: timedelta = timedelta(seconds=1),
-        restart_backoff_max: timedelta = timedelta(seconds=60),
+        restart_window: Duration = timedelta(minutes=1),
+        restart_backoff: Duration = timedelta(seconds=1),
+        restart_backoff_max: Duration = timedelta(seconds=60),
         runtime_factory: RuntimeFactory | None = None,
         runtime_closer: RuntimeCloser | None = None,
     ) -> None:
-        if cleanup_interval <= 0:
-            raise InvalidArgument(f"cleanup_interval must be > 0 seconds, not {cleanup_interval}")
-        if lease_ttl <= timedelta(0) or session_ttl <= timedelta(0):
-            raise InvalidArgument("lease_ttl and session_ttl must be positive")
-        if max_live < 1:
-            raise InvalidArgument(f"max_live must be >= 1, not {max_live}")
-        self._settings = Settings(
-            db=db,
-            instance_id=instance_id or uuid.uuid4().hex[:16],
-            clock=clock or utc_now,
+        options = check_options(
+            instance_id=instance_id,
             session_ttl=session_ttl,
+            cleanup_interval=cleanup_interval,
+            clock=clock,
             lease_ttl=lease_ttl,
-            idle_timeout=idle_timeout,
             max_live=max_live,
+            idle_timeout=idle_timeout,
             max_message_bytes=max_message_bytes,
             max_state_bytes=max_state_bytes,
             call_timeout=call_timeout,
@@ -118,10 +115,12 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
             restart_window=restart_window,
             restart_backoff=restart_backoff,
             restart_backoff_max=restart_backoff_max,
-            runtimes=RuntimeSpec.from_arguments(runtime_factory, runtime_closer),
+            runtime_factory=runtime_factory,
+            runtime_closer=runtime_closer,
         )
+        self._settings = Settings.of(db, options)
         self._db = db
-        self._cleanup_interval = cleanup_interval
+        self._cleanup_interval = options.cleanup_interval
         self._sweeping = False
         self._last_sweep = 0.0
         self._closed = False
@@ -131,8 +130,9 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
         # Live actors by session, so that a save is one hand-off instead of two; each entry
         # is re-checked with the supervisor (which keeps the LRU order) after _REF_RECHECK.
         self._refs: dict[str, tuple[pykka.ActorRef[Any], datetime]] = {}
-        self._ref_recheck = min(idle_timeout / 4, _REF_RECHECK)
-        interval = min(cleanup_interval, lease_ttl.total_seconds() / 3)
+        self._ref_recheck = min(options.idle_timeout / 4, _REF_RECHECK)
+        # At least MIN_TICK_SECONDS: both settings were checked for that.
+        interval = min(options.cleanup_interval, options.lease_ttl.total_seconds() / 3)
         self._ticker = Ticker(interval, self._tick, name="session-supervisor-ticker")
         self._ticker.start()
         self._elapsed = 0.0
@@ -321,11 +321,20 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
         """Create a session owned by this manager; return its id (a UUID string).
 
         Raises:
-            InvalidArgument, NotSerializable: bad arguments; nothing was written.
+            InvalidArgument, NotSerializable: bad arguments (a ``mode`` that the
+                manager's ``runtime_factory`` mapping has no entry for, too); nothing was
+                written.
             StoreUnavailable: the database refused the write.
         """
         self._check_open()
         mode = require_str("mode", mode, max_length=64)  # the width of session_states.mode
+        runtimes = self._settings.runtimes
+        if runtimes is not None and runtimes.builder_for(mode) is None:
+            known = ", ".join(repr(m) for m in sorted(runtimes.by_mode))
+            raise InvalidArgument(
+                f"runtime_factory has no entry for mode {mode!r} (it has {known}):"
+                " a session of that mode could never get a runtime; nothing was created"
+            )
         user_id = require_optional_str("user_id", user_id)
         name = require_optional_str("name", name)
         if not isinstance(config, dict):
@@ -341,7 +350,7 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
             mode=mode,
             config_json=config_json,
             now=now,
-            expires_at=now + settings.session_ttl,
+            expires_at=settings.expiry(now),
             owner=settings.instance_id,
             lease_until=now + settings.lease_ttl,
         )
@@ -360,8 +369,8 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
         self,
         session_id: str,
         conversation_history: list[dict[str, Any]],
-        context_variables: dict[str, Any],
-        current_phase: str,
+        context_variables: dict[str, Any] | None = None,
+        current_phase: str | None = None,
         current_step: int | None = None,
         plan_data: dict[str, Any] | None = _MISSING,
         *,
@@ -373,13 +382,18 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
         rewritten (truncated, summarised) is detected by sampling and stored again; pass
         ``history_rewritten=True`` if you edited a message in place in the middle.
 
+        ``context_variables``, ``current_phase`` and ``plan_data`` left out (or ``None``)
+        keep their stored values; ``current_step`` is stored as given.
+
         Raises:
             SessionNotFound, InvalidTransition (not active), SessionOwnedElsewhere,
             StaleSession, NotSerializable, PayloadTooLarge, InvalidArgument,
             StoreUnavailable. On any error nothing was stored.
         """
+        self._check_open()
         session_id = require_str("session_id", session_id)
-        current_phase = require_str("current_phase", current_phase, allow_empty=True)
+        if current_phase is not None:
+            current_phase = require_str("current_phase", current_phase, allow_empty=True)
         require_step(current_step)
         if not isinstance(conversation_history, list):
             raise InvalidArgument(
@@ -391,12 +405,16 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
                 conversation_history = list(conversation_history)
             except Exception as exc:
                 raise _json.unreadable("conversation_history", exc) from exc
-        if not isinstance(context_variables, dict):
+        if context_variables is not None and not isinstance(context_variables, dict):
             raise InvalidArgument(
-                f"context_variables must be a dict, not {type(context_variables).__name__}"
+                f"context_variables must be a dict or None, not {type(context_variables).__name__}"
             )
         limit = self._settings.max_state_bytes
-        context_json = _json.encode(context_variables, "context_variables", limit)
+        context_json = (
+            None
+            if context_variables is None
+            else _json.encode(context_variables, "context_variables", limit)
+        )
         set_plan = plan_data is not _MISSING and plan_data is not None
         plan_json = _json.encode(plan_data, "plan_data", limit) if set_plan else None
         save = Save(
@@ -413,6 +431,7 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
         return version
 
     def _transition(self, session_id: str, action: str) -> int:
+        self._check_open()
         session_id = require_str("session_id", session_id)
         version: int = self._ask(session_id, Transition(action))
         return version
@@ -440,8 +459,8 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
             SessionNotFound: it does not exist.
             SessionOwnedElsewhere: another live manager holds it.
         """
-        session_id = require_str("session_id", session_id)
         self._check_open()
+        session_id = require_str("session_id", session_id)
         self._supervisor.remove(session_id).get(timeout=self._settings.call_timeout)
         deleted = self._open_store().delete_session(session_id, self.instance_id, self._now())
         if not deleted:
@@ -454,8 +473,15 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
         Raises:
             SessionNotFound: it does not exist.
         """
-        session_id = require_str("session_id", session_id)
+        return self._stored_state(session_id)
+
+    def _stored_state(self, session_id: str) -> dict[str, Any]:
+        """The whole stored state with the seed's keys and types (datetimes), any status.
+
+        ``load_session_state`` returns this; its callers rely on the seed's types.
+        """
         self._check_open()
+        session_id = require_str("session_id", session_id)
         document: SessionDocument | None = self._db.store.load(session_id)
         if document is None:
             raise SessionNotFound(session_id)
@@ -467,9 +493,40 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
         Raises:
             SessionNotFound: it does not exist.
         """
-        session_id = require_str("session_id", session_id)
         self._check_open()
+        session_id = require_str("session_id", session_id)
         summary: SessionSummary | None = self._db.store.session_info(session_id)
         if summary is None:
             raise SessionNotFound(session_id)
         return info_dict(summary)
+
+    def sessions(
+        self,
+        user_id: str | None = None,
+        status: str | None = None,
+        mode: str | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """Summaries of the sessions matching the filters, most recently updated first.
+
+        Each is the seed's ``list_sessions`` dict (times as ISO-8601 strings).
+
+        Raises:
+            InvalidArgument: an unknown ``status`` (not one of ``active``, ``suspended``,
+                ``completed``, ``expired``), a filter that is not a str, or a ``limit``
+                that is not a positive int.
+        """
+        self._check_open()
+        user_id = require_optional_str("user_id", user_id)
+        status = require_optional_str("status", status)
+        if status is not None and status not in SESSION_STATUSES:
+            raise InvalidArgument(
+                f"status must be one of {', '.join(SESSION_STATUSES)} or None, not {status!r}"
+            )
+        if mode is not None:
+            mode = require_str("mode", mode, max_length=64)
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise InvalidArgument(f"limit must be a positive int, not {limit!r}")
+        # Past a 32-bit count a limit means "all"; the databases refuse wider values.
+        rows = self._db.store.list_sessions(user_id, status, mode, min(limit, 2**31 - 1))
+        return [listing_dict(row) for row in rows]

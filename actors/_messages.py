@@ -15,11 +15,12 @@ class Save:
     """Checkpoint the session with this state.
 
     ``context_json`` and ``plan_json`` were validated and encoded by the caller's thread.
+    ``context_json`` or ``phase`` ``None``: keep the stored value.
     """
 
     history: list[Any]
-    context_json: str
-    phase: str
+    context_json: str | None
+    phase: str | None
     step: int | None
     plan_json: str | None
     set_plan: bool

@@ -63,6 +63,24 @@ class RuntimeUnavailable(SessionSupervisorError):
         self.session_id = session_id
 
 
+class NoSnapshot(InvalidArgument):
+    """A unit of work was to checkpoint a runtime that has no ``snapshot()`` method.
+
+    ``unit_of_work`` (and ``aunit_of_work``) checkpoints ``runtime.snapshot()`` when the
+    block ends; rather than skip that checkpoint silently, it refuses to start with a
+    runtime that has none. Give the runtime a ``snapshot()``, or pass
+    ``checkpoint=False`` and call ``work.checkpoint(...)`` with the state yourself.
+    """
+
+    def __init__(self, session_id: str, runtime: Any) -> None:
+        super().__init__(
+            f"the runtime of session {session_id!r} ({type(runtime).__name__}) has no"
+            " snapshot() method to checkpoint; give it one, or use"
+            " unit_of_work(session_id, checkpoint=False) and call work.checkpoint(...)"
+        )
+        self.session_id = session_id
+
+
 class SessionBusy(SessionSupervisorError):
     """Another unit of work holds this session and did not finish in time."""
 

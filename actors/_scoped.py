@@ -54,7 +54,11 @@ class UserScope:
     # ------------------------------------------------------------------ checks
 
     def _check(self, session_id: Any) -> None:
-        """Raise AccessDenied if the session exists and is not this user's."""
+        """Raise AccessDenied if the session exists and is not this user's.
+
+        Raises ManagerClosed first if the manager is closed, as the manager does.
+        """
+        self._manager._check_open()
         session_id = require_str("session_id", session_id)
         try:
             owner = self._manager.info(session_id)["user_id"]
@@ -71,6 +75,7 @@ class UserScope:
         return approval
 
     def _same_user(self, user_id: str | None) -> None:
+        self._manager._check_open()
         user_id = require_optional_str("user_id", user_id)
         if user_id is not None and user_id != self._user_id:
             raise InvalidArgument(
@@ -95,10 +100,12 @@ class UserScope:
         self._check(session_id)
         return self._manager.save_session_state(session_id, *args, **kwargs)
 
-    def load_session_state(self, session_id: str) -> dict[str, Any] | None:
+    def load_session_state(
+        self, session_id: str, include_completed: bool = False
+    ) -> dict[str, Any] | None:
         """``SessionManager.load_session_state`` on one of this user's sessions."""
         self._check(session_id)
-        return self._manager.load_session_state(session_id)
+        return self._manager.load_session_state(session_id, include_completed)
 
     def suspend_session(self, session_id: str) -> bool:
         """``SessionManager.suspend_session`` on one of this user's sessions."""
@@ -130,6 +137,17 @@ class UserScope:
         """This user's sessions (``user_id``, if given, must be this user)."""
         self._same_user(user_id)
         return self._manager.list_sessions(self._user_id, status, mode, limit)
+
+    def sessions(
+        self,
+        user_id: str | None = None,
+        status: str | None = None,
+        mode: str | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """``SessionManager.sessions`` of this user (``user_id``, if given, must be this user)."""
+        self._same_user(user_id)
+        return self._manager.sessions(self._user_id, status, mode, limit)
 
     def get_session_info(self, session_id: str) -> dict[str, Any] | None:
         """``SessionManager.get_session_info`` on one of this user's sessions."""
@@ -223,6 +241,7 @@ class UserScope:
 
     def resolve_approval(self, approval_id: str, resolution: str, result: Any = None) -> bool:
         """``SessionManager.resolve_approval`` of a request of this user's sessions."""
+        self._manager._check_open()
         approval_id = require_str("approval_id", approval_id)
         if self._check_approval(approval_id) is None:
             raise ApprovalNotFound(approval_id)
@@ -230,6 +249,7 @@ class UserScope:
 
     def get_approval(self, approval_id: str) -> dict[str, Any] | None:
         """``SessionManager.get_approval`` of a request of this user's sessions."""
+        self._manager._check_open()
         approval_id = require_str("approval_id", approval_id)
         return self._check_approval(approval_id)
 
@@ -253,9 +273,13 @@ class UserScope:
         result: bool = await self._in_thread(self.save_session_state, *args, **kwargs)
         return result
 
-    async def aload_session_state(self, session_id: str) -> dict[str, Any] | None:
+    async def aload_session_state(
+        self, session_id: str, include_completed: bool = False
+    ) -> dict[str, Any] | None:
         """Async twin of ``load_session_state``."""
-        result: dict[str, Any] | None = await self._in_thread(self.load_session_state, session_id)
+        result: dict[str, Any] | None = await self._in_thread(
+            self.load_session_state, session_id, include_completed
+        )
         return result
 
     async def asuspend_session(self, session_id: str) -> bool:
@@ -291,6 +315,11 @@ class UserScope:
     async def aget_session_info(self, session_id: str) -> dict[str, Any] | None:
         """Async twin of ``get_session_info``."""
         result: dict[str, Any] | None = await self._in_thread(self.get_session_info, session_id)
+        return result
+
+    async def asessions(self, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        """Async twin of ``sessions``."""
+        result: list[dict[str, Any]] = await self._in_thread(self.sessions, *args, **kwargs)
         return result
 
     async def acheckpoint(self, *args: Any, **kwargs: Any) -> int:

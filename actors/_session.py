@@ -312,17 +312,20 @@ class SessionActor(QuickActor):
             raise unreadable("conversation_history", exc) from exc
         settings = self._settings
         now = settings.now()
+        # Left out by the caller: the stored value, which this actor (the owner) holds.
+        context_json = state.context_json if save.context_json is None else save.context_json
+        phase = state.current_phase if save.phase is None else save.phase
         checkpoint = Checkpoint(
             session_id=self.session_id,
             epoch=state.epoch,
             expected_version=state.version,
-            context_json=save.context_json,
+            context_json=context_json,
             plan_json=save.plan_json,
             set_plan=save.set_plan,
-            phase=save.phase,
+            phase=phase,
             step=save.step,
             now=now,
-            expires_at=now + settings.session_ttl,
+            expires_at=settings.expiry(now),
             first_seq=first,
             new_messages=rows,
             rewrite_from=None if append else 0,
@@ -340,13 +343,13 @@ class SessionActor(QuickActor):
             raise
         count = len(history)
         self._samples = self._resample(history, first, rows)
-        phase_changed = save.phase != state.current_phase
+        phase_changed = phase != state.current_phase
         state.version = version
         state.message_count = count
-        state.context_json = save.context_json
+        state.context_json = context_json
         if save.set_plan:
             state.plan_json = save.plan_json
-        state.current_phase = save.phase
+        state.current_phase = phase
         state.current_step = save.step
         state.updated_at = now
         state.expires_at = checkpoint.expires_at
@@ -354,7 +357,7 @@ class SessionActor(QuickActor):
             self._log.info("session.history_rewritten", messages=count)
         self._log.debug(
             "session.checkpointed",
-            phase=save.phase,
+            phase=phase,
             phase_changed=phase_changed,
             version=version,
             new_messages=len(rows),
@@ -370,7 +373,7 @@ class SessionActor(QuickActor):
             raise InvalidTransition(self.session_id, state.status, action)
         settings = self._settings
         now = settings.now()
-        expires_at = now + settings.session_ttl if to_status == "active" else None
+        expires_at = settings.expiry(now) if to_status == "active" else None
         try:
             version = settings.db.store.transition(
                 self.session_id,

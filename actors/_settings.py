@@ -1,13 +1,101 @@
-"""Settings shared by the supervisor and its session actors."""
+"""Settings shared by the supervisor and its session actors, and their checks."""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from actors._clock import Clock
-from actors._runtime import RuntimeSpec
-from persistence import Database
+from actors._clock import Clock, later, utc_now
+from actors._runtime import RuntimeCloser, RuntimeFactory, RuntimeSpec
+from actors._validate import (
+    require_count,
+    require_duration,
+    require_instance_id,
+    require_optional_count,
+)
+from persistence import Database, InvalidArgument
+
+#: The shortest time between two ticks of the manager's ticker (``cleanup_interval``, a
+#: third of ``lease_ttl``): shorter would be a busy loop.
+MIN_TICK_SECONDS = 0.01
+
+
+@dataclass(frozen=True)
+class Options:
+    """The manager's settings once checked (see :func:`check_options`)."""
+
+    instance_id: str
+    clock: Clock
+    session_ttl: timedelta
+    cleanup_interval: float
+    lease_ttl: timedelta
+    max_live: int
+    idle_timeout: timedelta
+    max_message_bytes: int | None
+    max_state_bytes: int | None
+    call_timeout: float
+    max_restarts: int
+    restart_window: timedelta
+    restart_backoff: timedelta
+    restart_backoff_max: timedelta
+    runtimes: RuntimeSpec | None
+
+
+def check_options(
+    *,
+    instance_id: Any,
+    session_ttl: Any,
+    cleanup_interval: Any,
+    clock: Any,
+    lease_ttl: Any,
+    max_live: Any,
+    idle_timeout: Any,
+    max_message_bytes: Any,
+    max_state_bytes: Any,
+    call_timeout: Any,
+    max_restarts: Any,
+    restart_window: Any,
+    restart_backoff: Any,
+    restart_backoff_max: Any,
+    runtime_factory: RuntimeFactory | None,
+    runtime_closer: RuntimeCloser | None,
+) -> Options:
+    """Check every setting of a manager, before anything is opened or started.
+
+    Durations take seconds (``int`` / ``float``) or a ``timedelta``. ``session_ttl`` and
+    ``idle_timeout`` of 100 years or more (``timedelta.max``, ``float("inf")``) mean
+    "never"; the other durations are finite, at most 100 years.
+
+    Raises:
+        InvalidArgument: a setting of the wrong type or out of range; it is named.
+    """
+    if clock is not None and not callable(clock):
+        raise InvalidArgument(f"clock must be callable, not {type(clock).__name__}")
+    cleanup = require_duration("cleanup_interval", cleanup_interval, minimum=MIN_TICK_SECONDS)
+    return Options(
+        instance_id=uuid.uuid4().hex[:16]
+        if instance_id is None
+        else require_instance_id(instance_id),
+        clock=clock or utc_now,
+        session_ttl=require_duration("session_ttl", session_ttl, forever=True),
+        cleanup_interval=cleanup.total_seconds(),
+        # A third of it is the ticker's interval: at least MIN_TICK_SECONDS.
+        lease_ttl=require_duration("lease_ttl", lease_ttl, minimum=3 * MIN_TICK_SECONDS),
+        max_live=require_count("max_live", max_live),
+        idle_timeout=require_duration("idle_timeout", idle_timeout, forever=True),
+        max_message_bytes=require_optional_count("max_message_bytes", max_message_bytes),
+        max_state_bytes=require_optional_count("max_state_bytes", max_state_bytes),
+        call_timeout=require_duration("call_timeout", call_timeout).total_seconds(),
+        max_restarts=require_count("max_restarts", max_restarts),
+        restart_window=require_duration("restart_window", restart_window),
+        restart_backoff=require_duration("restart_backoff", restart_backoff, allow_zero=True),
+        restart_backoff_max=require_duration(
+            "restart_backoff_max", restart_backoff_max, allow_zero=True
+        ),
+        runtimes=RuntimeSpec.from_arguments(runtime_factory, runtime_closer),
+    )
 
 
 @dataclass(frozen=True)
@@ -31,6 +119,31 @@ class Settings:
     restart_backoff: timedelta = timedelta(seconds=1)
     restart_backoff_max: timedelta = timedelta(seconds=60)
 
+    @classmethod
+    def of(cls, db: Database, options: Options) -> Settings:
+        """The settings of a manager on ``db``."""
+        return cls(
+            db=db,
+            instance_id=options.instance_id,
+            clock=options.clock,
+            session_ttl=options.session_ttl,
+            lease_ttl=options.lease_ttl,
+            idle_timeout=options.idle_timeout,
+            max_live=options.max_live,
+            max_message_bytes=options.max_message_bytes,
+            max_state_bytes=options.max_state_bytes,
+            call_timeout=options.call_timeout,
+            max_restarts=options.max_restarts,
+            restart_window=options.restart_window,
+            runtimes=options.runtimes,
+            restart_backoff=options.restart_backoff,
+            restart_backoff_max=options.restart_backoff_max,
+        )
+
     def now(self) -> datetime:
         """The injected clock's time."""
         return self.clock()
+
+    def expiry(self, now: datetime) -> datetime:
+        """When an active session touched at ``now`` expires (``NEVER`` for no TTL)."""
+        return later(now, self.session_ttl)

@@ -13,6 +13,7 @@ from typing import Any
 import pykka
 import structlog
 
+from actors._clock import earlier
 from actors._errors import SessionFailed
 from actors._mailbox import QuickActor
 from actors._messages import Passivate, Warm
@@ -24,6 +25,7 @@ log = structlog.get_logger("actors.supervisor")
 
 #: How many actors past the excess an eviction looks at, to step over busy ones.
 _BUSY_SLACK = 16
+_MICROSECOND = timedelta(microseconds=1)
 
 
 @dataclass
@@ -189,8 +191,11 @@ class SessionSupervisor(QuickActor):
         if failures <= 1:
             return timedelta(0)
         settings = self._settings
-        delay: timedelta = settings.restart_backoff * (1 << min(failures - 2, 32))
-        return min(delay, settings.restart_backoff_max)
+        # In whole microseconds (Python ints): a long backoff doubled many times must not
+        # overflow timedelta before the ceiling applies.
+        base = settings.restart_backoff // _MICROSECOND
+        ceiling = settings.restart_backoff_max // _MICROSECOND
+        return timedelta(microseconds=min(base << min(failures - 2, 32), ceiling))
 
     def reset_failures(self, session_id: str) -> None:
         """Allow a session that crashed too often to be restarted again (on its next use)."""
@@ -308,7 +313,7 @@ class SessionSupervisor(QuickActor):
             log.info("session.expired", session_id=session_id)
             self._retire(session_id)
         self._stats.expirations += len(counts.expired_sessions)
-        idle_before = now - settings.idle_timeout
+        idle_before = earlier(now, settings.idle_timeout)  # saturated: "never" is fine
         idle = [sid for sid, entry in self._live.items() if entry.last_used < idle_before]
         idle = [session_id for session_id in idle if self._passivate(session_id)]
         for session_id in list(self._stopping):

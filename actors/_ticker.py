@@ -22,6 +22,11 @@ class Ticker:
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
+    @property
+    def interval(self) -> float:
+        """Seconds between two ticks."""
+        return self._interval
+
     def start(self) -> None:
         """Start ticking."""
         self._thread.start()

@@ -85,7 +85,7 @@ class TestClosing:
     """close() is final, idempotent, and says so on later calls."""
 
     def test_calls_after_close_raise_manager_closed(self, manager: SessionManager) -> None:
-        """The typed API raises ManagerClosed; the seed API returns False/None."""
+        """The typed API and the seed API both raise ManagerClosed (see test_callers.py)."""
         session_id = manager.create_session("copilot", {})
         manager.close()
         manager.close()
@@ -93,8 +93,10 @@ class TestClosing:
             manager.checkpoint(session_id, [], {}, "p")
         with pytest.raises(ManagerClosed):
             manager.create_session("copilot", {})
-        assert manager.save_session_state(session_id, [], {}, "p") is False
-        assert manager.load_session_state(session_id) is None
+        with pytest.raises(ManagerClosed):
+            manager.save_session_state(session_id, [], {}, "p")
+        with pytest.raises(ManagerClosed):
+            manager.load_session_state(session_id)
 
     def test_context_managers_close(self, db_url: str) -> None:
         """``with`` and ``async with`` close the manager."""

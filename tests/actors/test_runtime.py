@@ -113,7 +113,9 @@ class TestFactoryArgument:
         )
         copilot = manager.create_session("copilot", {})
         swarm = manager.create_session("swarm", {})
-        other = manager.create_session("planning", {})
+        # A session of a mode without a builder, made by a manager without the mapping.
+        with make_manager() as plain:
+            other = plain.create_session("planning", {})
         assert manager.runtime(copilot) == ("copilot", "copilot")
         assert manager.runtime(swarm) == 2
         with pytest.raises(RuntimeUnavailable, match="no entry for mode 'planning'"):
@@ -418,7 +420,7 @@ class TestUnitOfWork:
         """work.checkpoint(...) saves now; a runtime without snapshot() saves nothing itself."""
         manager = make_manager(runtime_factory=lambda state: object())
         session_id = manager.create_session("copilot", {})
-        with manager.unit_of_work(session_id) as work:
+        with manager.unit_of_work(session_id, checkpoint=False) as work:
             assert (
                 work.checkpoint(
                     conversation_history=history(2), context_variables={}, current_phase="a"
@@ -428,12 +430,12 @@ class TestUnitOfWork:
         assert manager.load(session_id)["version"] == 2
         with (
             pytest.raises(InvalidArgument, match="snapshot"),
-            manager.unit_of_work(session_id) as work,
+            manager.unit_of_work(session_id, checkpoint=False) as work,
         ):
             work.checkpoint()
         with (
             pytest.raises(InvalidArgument, match="unknown"),
-            manager.unit_of_work(session_id) as work,
+            manager.unit_of_work(session_id, checkpoint=False) as work,
         ):
             work.checkpoint(conversation_history=[], context_variables={}, current_phase="b",
                             phase="typo")  # fmt: skip

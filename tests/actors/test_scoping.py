@@ -70,7 +70,7 @@ class TestOwnSessions:
         assert alice.save_session_state(mine, history(2), {"k": 1}, "plan", 1)
         assert alice.load(mine)["user_id"] == "alice"
         assert alice.runtime(mine) == {"built_for": "alice"}
-        with alice.unit_of_work(mine) as work:
+        with alice.unit_of_work(mine, checkpoint=False) as work:  # a dict has no snapshot()
             assert work.runtime == {"built_for": "alice"}
         approval = alice.request_approval(mine, "plan", {"plan": [1]})
         assert alice.list_pending_approvals(mine)[0]["approval_id"] == approval
@@ -154,7 +154,7 @@ class TestAsyncScope:
             alice = scoped.for_user("alice")
             mine = await alice.acreate_session("copilot", {})
             assert await alice.asave_session_state(mine, history(2), {}, "p")
-            async with alice.aunit_of_work(mine) as work:
+            async with alice.aunit_of_work(mine, checkpoint=False) as work:
                 assert work.runtime == {"built_for": "alice"}
             assert await alice.asuspend_session(mine)
             assert await alice.aresume_session(mine)
