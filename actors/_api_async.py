@@ -1,7 +1,7 @@
 """The ``a``-prefixed async twins of the façade's methods.
 
 Each twin runs its sync method on a private thread pool, so awaiting it never blocks the
-host's event loop (the sync methods wait on actors and on the store's loop thread).
+host's event loop (the sync methods wait on actors and on the store's writer).
 """
 
 from __future__ import annotations
