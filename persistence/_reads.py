@@ -24,11 +24,11 @@ from persistence._codec import decode_rows
 from persistence._errors import StoreUnavailable
 from persistence._records import SessionDocument, SessionSummary, StateRecord
 from persistence._sql import Statement
+from persistence._tables import state_record
 
 T = TypeVar("T")
 
-#: Positions of the datetime columns in a state row and in a summary row.
-_STATE_TIMES = (7, 8, 9, 14)
+#: Positions of the datetime columns in a summary row.
 _SUMMARY_TIMES = (4, 5, 10, 14)
 
 
@@ -156,7 +156,7 @@ class ReadPool:
         return values
 
     def _state(self, row: tuple[Any, ...]) -> StateRecord:
-        return StateRecord(*self._with_times(row[:15], _STATE_TIMES))
+        return state_record(row, self._backend.load_time)
 
     def _summary(self, row: tuple[Any, ...]) -> SessionSummary:
         values = self._with_times(row, _SUMMARY_TIMES)
