@@ -113,19 +113,11 @@ class SessionManager:
         log.info("manager.stopped")
 
     def sweep(self) -> dict[str, int]:
-        """Run one cleanup pass now.
-
-        Returns:
-            Counts: ``sessions_expired``, ``approvals_expired``, ``connections_removed``
-            and ``passivated``.
-        """
+        """Run one cleanup pass now; return its counts (``sessions_expired`` ...)."""
         return self._core.sweep()
 
     def close(self) -> None:
-        """Stop every actor, release the leases, commit pending writes, close the store.
-
-        Safe to call twice; after it the host process can exit at once.
-        """
+        """Stop every actor, release leases, commit pending writes, close the store; idempotent."""
         self._core.close()
 
     async def aclose(self) -> None:
@@ -251,14 +243,7 @@ class SessionManager:
         self, mode: str, config: dict[str, Any], user_id: str | None = None,
         name: str | None = None,
     ) -> str:  # fmt: skip
-        """Create a session owned by this manager; return its id (a UUID string).
-
-        Raises:
-            InvalidArgument, NotSerializable: bad arguments (a ``mode`` that the
-                manager's ``runtime_factory`` mapping has no entry for, too); nothing was
-                written.
-            StoreUnavailable: the database refused the write.
-        """
+        """Create a session owned by this manager; return its id (typed errors, nothing written)."""
         return _typed.create(self._core, mode, config, user_id, name)
 
     def checkpoint(  # noqa: PLR0917
@@ -274,17 +259,11 @@ class SessionManager:
     ) -> int:
         """Durably save a session's state; return its new version.
 
-        Only the messages the database does not have yet are written. A history that was
-        rewritten (truncated, summarised) is detected by sampling and stored again; pass
-        ``history_rewritten=True`` if you edited a message in place in the middle.
-
-        ``context_variables``, ``current_phase`` and ``plan_data`` left out (or ``None``)
-        keep their stored values; ``current_step`` is stored as given.
-
-        Raises:
-            SessionNotFound, InvalidTransition (not active), SessionOwnedElsewhere,
-            StaleSession, NotSerializable, PayloadTooLarge, InvalidArgument,
-            StoreUnavailable. On any error nothing was stored.
+        Only new messages are written; a rewritten history is detected by sampling (pass
+        ``history_rewritten=True`` after an in-place edit in the middle). Arguments left out
+        (or ``None``) keep their stored values, but ``current_step``. On any error
+        (``SessionNotFound``, ``InvalidTransition``, ``SessionOwnedElsewhere``,
+        ``StaleSession``, ``NotSerializable``, ``PayloadTooLarge``, ...) nothing was stored.
         """
         return _typed.checkpoint(
             self._core, session_id, conversation_history, context_variables, current_phase,
@@ -308,59 +287,32 @@ class SessionManager:
         return _typed.transition(self._core, session_id, "expire")
 
     def delete(self, session_id: str) -> None:
-        """Delete a session and everything attached to it.
-
-        Raises:
-            SessionNotFound: it does not exist.
-            SessionOwnedElsewhere: another live manager holds it.
-        """
+        """Delete a session and all attached to it (``SessionNotFound``, owned elsewhere ...)."""
         _typed.delete(self._core, session_id)
 
     def load(self, session_id: str) -> dict[str, Any]:
-        """The whole state of a session in any status, as the seed's dict (+ extra keys).
-
-        Raises:
-            SessionNotFound: it does not exist.
-        """
+        """The whole state of a session in any status (``SessionNotFound``)."""
         return _typed.stored_state(self._core, session_id)
 
     def info(self, session_id: str) -> dict[str, Any]:
-        """A session's summary (the seed's ``get_session_info`` dict + extra keys).
-
-        Raises:
-            SessionNotFound: it does not exist.
-        """
+        """A session's summary: ``get_session_info``'s dict and more (``SessionNotFound``)."""
         return _typed.info(self._core, session_id)
 
     def sessions(
         self, user_id: str | None = None, status: str | None = None, mode: str | None = None,
         limit: int = 100,
     ) -> list[dict[str, Any]]:  # fmt: skip
-        """Summaries of the sessions matching the filters, most recently updated first.
-
-        Each is the seed's ``list_sessions`` dict (times as ISO-8601 strings).
-
-        Raises:
-            InvalidArgument: an unknown ``status`` (not one of ``active``, ``suspended``,
-                ``completed``, ``expired``), a filter that is not a str, or a ``limit``
-                that is not a positive int.
-        """
+        """Summaries matching the filters, newest first; a bad filter raises ``InvalidArgument``."""
         return _typed.sessions(self._core, user_id, status, mode, limit)
 
     # ------------------------------------------------------------------ runtimes
 
     def runtime(self, session_id: str) -> Any:
-        """The session's live runtime, built from its last checkpoint on first use.
+        """The session's live runtime, built by ``runtime_factory`` from its last checkpoint.
 
-        The same object is returned until the session's actor stops (passivation, expiry,
-        completion, deletion, a crash, ``close()``); it is closed then, and the next call
-        builds a new one from the last checkpoint. The caller's thread uses it unlocked;
-        see ``unit_of_work`` and ``run_in_actor`` for serialised use.
-
-        Raises:
-            RuntimeUnavailable: no ``runtime_factory`` for the session's mode, or it raised.
-            SessionNotFound, InvalidTransition (completed or expired), SessionOwnedElsewhere,
-            SessionFailed, InvalidArgument.
+        Kept until the session's actor stops (then closed); used unlocked by the caller's
+        thread (see ``unit_of_work`` and ``run_in_actor``). Raises ``RuntimeUnavailable``
+        and the typed errors of a session that cannot run.
         """
         return _work.handle(self._core, session_id).runtime
 
@@ -369,71 +321,39 @@ class SessionManager:
     ) -> Any:
         """Call ``function(runtime, *args, **kwargs)`` in the session's actor; return its result.
 
-        It runs between the session's other messages (checkpoints included), so it never
-        races them. Keep it short, and never call the manager about the *same* session
-        from inside it (the actor would wait for itself until ``call_timeout``).
-
-        An exception from ``function`` crashes the actor, as any unexpected error inside
-        it does: the runtime is closed, the supervisor restarts the session from its last
-        checkpoint, and the exception is raised here.
+        It runs between the session's other messages; never call the manager about the same
+        session from inside it. Its exception crashes (and restarts) the actor and is raised.
         """
         return _work.run_in_actor(self._core, session_id, function, args, kwargs)
 
     def discard_runtime(self, session_id: str) -> bool:
-        """Close the session's runtime now; the next use builds it from the last checkpoint.
-
-        Returns:
-            Whether a runtime was built (and is now closed).
-        """
+        """Close the session's runtime now; whether one was built (the next use rebuilds it)."""
         return _work.discard_runtime(self._core, session_id)
 
     def unit_of_work(
         self, session_id: str, *, wait: float | None = None, checkpoint: bool = True
     ) -> AbstractContextManager[UnitOfWork]:
-        """Use the session's runtime exclusively; commit on success, roll back on error.
+        """Use the session's runtime exclusively; checkpoint its ``snapshot()`` on success.
+
+        Units of work on a session run one at a time (``SessionBusy`` after ``wait``, default
+        ``call_timeout``), and the session is not passivated meanwhile. If the block raises,
+        the runtime is discarded and rebuilt from the last checkpoint on next use. A runtime
+        without ``snapshot()`` is refused (``NoSnapshot``) unless ``checkpoint=False``.
 
         Example:
             >>> with manager.unit_of_work(session_id) as work:  # doctest: +SKIP
             ...     work.runtime.answer("next question")
-
-        Units of work on one live session run one at a time, and a session in one is
-        never passivated (idle or over ``max_live``), however long it takes. On a normal
-        exit (with ``checkpoint`` true, the default) the runtime's ``snapshot()`` is
-        checkpointed: a dict with the arguments of ``checkpoint`` but ``session_id``.
-        A runtime without ``snapshot()`` is refused before the block runs
-        (``NoSnapshot``): pass ``checkpoint=False`` and call ``work.checkpoint(...)``.
-        If the block (or that checkpoint) raises, the runtime is discarded, so the next
-        use rebuilds it from the last checkpoint, and the error propagates.
-
-        Args:
-            session_id: the session.
-            wait: seconds to wait for another unit of work on the session to finish
-                (default ``call_timeout``).
-            checkpoint: save the runtime's ``snapshot()`` on a normal exit.
-
-        Raises:
-            NoSnapshot: ``checkpoint`` is true and the runtime has no ``snapshot()``;
-                the block did not run.
-            SessionBusy: another unit of work held the session for longer than ``wait``.
-            and every error of :meth:`runtime` and ``checkpoint``.
         """
         return _work.unit_of_work(self._core, self.checkpoint, session_id, wait, checkpoint)
 
     def aunit_of_work(
         self, session_id: str, *, wait: float | None = None, checkpoint: bool = True
     ) -> AbstractAsyncContextManager[UnitOfWork]:
-        """Async twin of ``unit_of_work``: waiting and checkpointing never block the loop.
-
-        The runtime's ``snapshot()`` may be a coroutine function; it is awaited.
-        """
+        """Async twin of ``unit_of_work``; the runtime's ``snapshot()`` may be async."""
         return _work.aunit_of_work(self._core, self.checkpoint, session_id, wait, checkpoint)
 
     def for_user(self, user_id: str) -> UserScope:
-        """A view of this manager that sees and touches only ``user_id``'s sessions.
-
-        Raises:
-            InvalidArgument: ``user_id`` is not a non-empty str.
-        """
+        """A view of this manager that sees and touches only ``user_id``'s sessions."""
         self._core.check_open()
         return UserScope(self, require_str("user_id", user_id))
 
@@ -443,34 +363,17 @@ class SessionManager:
         self, session_id: str, approval_type: str, context: dict[str, Any],
         timeout: float | timedelta | None = None,
     ) -> str:  # fmt: skip
-        """Ask a human to approve something; return the request's id.
+        """Ask a human to approve something (``plan``, ``tool`` ...); return the request's id.
 
-        Args:
-            session_id: the session waiting for the answer (active or suspended).
-            approval_type: e.g. ``plan``, ``tool``, ``error_recovery``.
-            context: what the human needs to decide (JSON).
-            timeout: seconds (or a timedelta) until the request expires; ``None``: never.
-
-        Raises:
-            SessionNotFound, InvalidTransition (session finished), NotSerializable,
-            InvalidArgument.
+        ``timeout``: seconds (or a timedelta) until it expires; ``None``: never.
         """
         return _approvals.request(self._core, session_id, approval_type, context, timeout)
 
     def resolve_approval(self, approval_id: str, resolution: str, result: Any = None) -> bool:
-        """Answer a pending approval request.
+        """Answer a pending request (``approved``, ``rejected``, ``modified``).
 
-        Args:
-            approval_id: the id :meth:`request_approval` returned.
-            resolution: ``approved``, ``rejected`` or ``modified``.
-            result: what the human chose or edited (JSON).
-
-        Returns:
-            ``True`` if it was pending and is now resolved; ``False`` if it had already
-            been resolved, expired or cancelled (a late answer changes nothing).
-
-        Raises:
-            ApprovalNotFound: no such request. InvalidArgument, NotSerializable.
+        ``False`` if it was no longer pending (a late answer changes nothing);
+        ``ApprovalNotFound`` if there is no such request.
         """
         return _approvals.resolve(self._core, approval_id, resolution, result)
 
@@ -485,13 +388,7 @@ class SessionManager:
     # ------------------------------------------------------------------ connections
 
     def register_connection(self, task_id: str, session_id: str | None = None) -> None:
-        """Record a live connection (e.g. a websocket) of a task; refreshes its heartbeat.
-
-        Connections without a heartbeat for 5 minutes are removed by the sweep.
-
-        Raises:
-            SessionNotFound: ``session_id`` does not exist.
-        """
+        """Record (or refresh) a task's live connection; the sweep drops it after 5 quiet min."""
         _connections.register(self._core, task_id, session_id)
 
     def heartbeat(self, task_id: str) -> bool:
@@ -521,18 +418,11 @@ class SessionManager:
         _introspect.reset_failures(self._core, session_id)
 
     def stats(self) -> dict[str, Any]:
-        """What this manager did since it started, for dashboards and health checks.
+        """Counters for dashboards and health checks (see the README's "Logs and metrics").
 
-        Returns:
-            ``live_actors``; the supervisor's counters ``spawned``, ``rehydrations``,
-            ``passivations``, ``restarts``, ``crashes``, ``expirations``,
-            ``lease_takeovers`` (sessions taken from an owner whose lease lapsed),
-            ``leases_lost`` (taken from us) and ``sweeps``; ``checkpoints``,
-            ``checkpoints_failed``, ``checkpoint_p50_ms`` and ``checkpoint_p99_ms`` (the
-            latest 1024 checkpoints, from the call until the commit; ``None`` before the
-            first); and the store writer's ``writes_waiting``, ``write_batches``,
-            ``writes_committed``, ``largest_batch``, ``write_batches_failed`` and
-            ``write_batches_retried`` (PostgreSQL deadlock victims run again).
+        The supervisor's (``live_actors``, ``spawned``, ``passivations``, ``restarts`` ...),
+        checkpoint latencies (``checkpoint_p50_ms``, ``checkpoint_p99_ms``) and the store
+        writer's (``write_batches``, ``writes_committed``, ``largest_batch`` ...).
         """
         return _introspect.stats(self._core)
 
