@@ -21,9 +21,9 @@ from click.testing import CliRunner, Result
 from sqlalchemy import Table, create_engine, insert
 
 from actors import ManualClock
-from actors import _cli_ops as cli_ops
-from actors._cli_support import ExitCode, parse_duration
+from actors.cli import _ops as cli_ops
 from actors.cli import cli
+from actors.cli._support import ExitCode, parse_duration
 from persistence import Database, StoreUnavailable
 from persistence._models import SessionMessageRow, SessionRow, SessionStateRow
 from tests.conftest import ManagerFactory, history

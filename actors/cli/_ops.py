@@ -10,7 +10,8 @@ from typing import Any
 import click
 from alembic.script import ScriptDirectory
 
-from actors._cli_support import (
+from actors._clock import utc_now
+from actors.cli._support import (
     CliError,
     Env,
     ExitCode,
@@ -24,7 +25,6 @@ from actors._cli_support import (
     table,
     when,
 )
-from actors._clock import utc_now
 from persistence import (
     SESSION_STATUSES,
     Database,

@@ -1,10 +1,10 @@
-"""``sessions``: see and steer the sessions of a session store without writing Python.
+"""The ``sessions`` group, its reading subcommands, export and import.
 
 Run ``sessions --help``; every subcommand has ``--help`` too. The database is
 ``--database-url`` or ``$SESSIONS_DATABASE_URL``. Reading commands never take a session
 from the worker that runs it; changing commands (suspend, resume, complete, expire,
 delete) take its lease for the change and fail with exit code 5 while a live worker
-holds it. Exit codes: see :class:`~actors._cli_support.ExitCode` and the README.
+holds it. Exit codes: see :class:`~actors.cli._support.ExitCode` and the README.
 """
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ from typing import Any, TextIO
 
 import click
 
-from actors import _cli_ops
-from actors._cli_support import (
+from actors._clock import utc_now
+from actors._logging import configure_logging
+from actors.cli import _ops
+from actors.cli._support import (
     CliError,
     Env,
     ExitCode,
@@ -28,8 +30,6 @@ from actors._cli_support import (
     translate,
     when,
 )
-from actors._clock import utc_now
-from actors._logging import configure_logging
 from persistence import (
     DATABASE_URL_ENV,
     SESSION_STATUSES,
@@ -290,7 +290,7 @@ def history(env: Env, session_id: str, tail: int | None, as_json: bool) -> None:
         click.echo("\n".join(_message_lines(seq, message, None)))
 
 
-_cli_ops.register(cli, json_option)
+_ops.register(cli, json_option)
 
 
 # ---------------------------------------------------------------------- export / import
@@ -335,10 +335,6 @@ def import_session(env: Env, file: TextIO, replace: bool, as_json: bool) -> None
 def main() -> None:
     """The ``sessions`` console script."""
     cli.main(prog_name="sessions")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()
 
 
 __all__ = ["cli", "main"]
