@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
 from enum import IntEnum
 from pathlib import Path
-from typing import Any
 
 import click
 
-from actors._clock import utc_now
 from actors._errors import SessionFailed
 from actors._manager import SessionManager
+from actors.cli._health import damaged_reason, one_line, resolve_id, schema_message
 from persistence import (
     Database,
     InvalidArgument,
@@ -53,6 +49,8 @@ class ExitCode(IntEnum):
     """The database cannot be opened or reached."""
     SCHEMA = 7
     """The database schema is not at this version's revision: run ``sessions db upgrade``."""
+    DAMAGED = 8
+    """``sessions check`` found damage or inconsistencies (it lists them)."""
     INTERRUPTED = 130
     """Interrupted (Ctrl-C); whatever was committed is consistent."""
 
@@ -65,8 +63,11 @@ class CliError(click.ClickException):
         self.exit_code = int(code)  # type: ignore[misc] # click reads it from the instance
 
 
-def translate(error: SessionSupervisorError) -> CliError:
-    """The CLI error (message and exit code) of a library error."""
+def translate(error: SessionSupervisorError, where: str | None = None) -> CliError:
+    """The CLI error (message and exit code) of a library error.
+
+    ``where`` names the database (a file path or a URL) in the message of a damaged file.
+    """
     code: ExitCode
     match error:
         case SessionNotFound():
@@ -84,10 +85,16 @@ def translate(error: SessionSupervisorError) -> CliError:
         case InvalidArgument() | NotSerializable():
             code = ExitCode.USAGE
         case StoreUnavailable():
+            reason = damaged_reason(error)
+            if reason is not None:
+                return CliError(
+                    f"not a valid session database: {where or 'the database'}: {reason}",
+                    ExitCode.UNAVAILABLE,
+                )
             code = ExitCode.UNAVAILABLE
         case _:
             code = ExitCode.FAILED
-    return CliError(str(error), code)
+    return CliError(one_line(str(error)), code)
 
 
 class Env:
@@ -119,18 +126,36 @@ class Env:
         """
         if self._db is None:
             url = self._url_or_fail(must_exist=must_exist)
-            self._db = Database.open(url, migrate=False)
+            try:
+                self._db = Database.open(url, migrate=False)
+            except StoreUnavailable as error:
+                raise translate(error, self.where) from error
             if check_schema:
                 current = self._db.store.schema_revision()
                 head = head_revision()
                 if current != head:
-                    found = "no session schema" if current is None else f"revision {current}"
-                    raise CliError(
-                        f"the database has {found}, this version needs {head}:"
-                        " run `sessions db upgrade`",
-                        ExitCode.SCHEMA,
-                    )
+                    raise CliError(schema_message(current, head), ExitCode.SCHEMA)
         return self._db
+
+    @property
+    def where(self) -> str:
+        """The database for messages: a SQLite file's path, else the URL without password."""
+        try:
+            url = resolve_url(self.database_url)
+        except InvalidArgument:
+            return str(self.database_url)
+        if url.get_backend_name() == "sqlite" and url.database:
+            return url.database
+        return url.render_as_string(hide_password=True)
+
+    def resolve(self, given: str) -> str:
+        """The session id ``given`` names: exactly, or as a unique prefix (4+ characters).
+
+        Raises:
+            SessionNotFound: no such session.
+            InvalidArgument: an ambiguous prefix (exit code 2, the candidates listed).
+        """
+        return resolve_id(self.db(), given)
 
     def manager(self) -> SessionManager:
         """A manager on the same store, for changes that go through a session's actor.
@@ -163,133 +188,3 @@ def library_errors() -> Iterator[None]:
         yield
     except SessionSupervisorError as error:
         raise translate(error) from error
-
-
-# ---------------------------------------------------------------------- values
-
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(w|d|h|m|s)", re.IGNORECASE)
-_UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
-
-
-def parse_duration(text: str) -> timedelta:
-    """``30d``, ``12h``, ``1d12h``, ``90m``, ``2w``, ``45s`` as a timedelta.
-
-    Raises:
-        ValueError: anything else (a bare number has no unit and is refused).
-    """
-    cleaned = text.strip().replace(" ", "")
-    if not cleaned or _DURATION_PART.sub("", cleaned):
-        msg = f"{text!r} is not a duration; use e.g. 30d, 12h, 1d12h, 90m, 2w or 45s"
-        raise ValueError(msg)
-    total = timedelta()
-    for amount, unit in _DURATION_PART.findall(cleaned):
-        total += timedelta(**{_UNITS[unit.lower()]: float(amount)})
-    if total <= timedelta(0):
-        msg = f"{text!r} must be longer than zero"
-        raise ValueError(msg)
-    return total
-
-
-def duration_option(ctx: click.Context, param: click.Parameter, value: Any) -> timedelta | None:
-    """A click callback that parses a duration option (see :func:`parse_duration`).
-
-    Raises:
-        click.BadParameter: not a duration.
-    """
-    if value is None or isinstance(value, timedelta):
-        return value
-    try:
-        return parse_duration(str(value))
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), ctx, param) from None
-
-
-def split_choices(text: str, allowed: Sequence[str], what: str, option: str) -> list[str]:
-    """``a,b`` as ``["a", "b"]``, each one of ``allowed``.
-
-    Raises:
-        click.BadParameter: an unknown or empty value.
-    """
-    values = [part.strip() for part in text.split(",") if part.strip()]
-    if not values:
-        raise click.BadParameter(f"give at least one {what}", param_hint=option)
-    unknown = [value for value in values if value not in allowed]
-    if unknown:
-        raise click.BadParameter(
-            f"unknown {what} {', '.join(unknown)} (choose from {', '.join(allowed)})",
-            param_hint=option,
-        )
-    return list(dict.fromkeys(values))
-
-
-def when(value: datetime | None) -> str:
-    """A UTC time for a table: ``2030-01-01 12:00:00``."""
-    return "-" if value is None else value.strftime("%Y-%m-%d %H:%M:%S")
-
-
-def iso(value: datetime | None) -> str | None:
-    """An ISO 8601 time for JSON."""
-    return None if value is None else value.isoformat()
-
-
-def age(value: datetime | None, now: datetime | None = None) -> str:
-    """How long ago ``value`` was, roughly: ``3d 4h``, ``12m``."""
-    if value is None:
-        return "-"
-    seconds = int(((now or utc_now()) - value).total_seconds())
-    sign = "" if seconds >= 0 else "in "
-    seconds = abs(seconds)
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, seconds = divmod(rest, 60)
-    if days:
-        text = f"{days}d {hours}h"
-    elif hours:
-        text = f"{hours}h {minutes}m"
-    elif minutes:
-        text = f"{minutes}m"
-    else:
-        text = f"{seconds}s"
-    return f"{sign}{text}" if sign else f"{text} ago"
-
-
-def size(count: int | None) -> str:
-    """A number of bytes for people: ``84.0 KiB``."""
-    if count is None:
-        return "unknown"
-    amount = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if amount < 1024 or unit == "GiB":
-            return f"{amount:.0f} {unit}" if unit == "B" else f"{amount:.1f} {unit}"
-        amount /= 1024
-    return f"{amount:.1f} TiB"  # pragma: no cover - the loop always returns
-
-
-def shorten(text: Any, width: int) -> str:
-    """One line of at most ``width`` characters."""
-    line = " ".join(str(text).split()) if text is not None else ""
-    return line if len(line) <= width else line[: width - 1] + "…"
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """Left-aligned columns separated by two spaces, for a terminal."""
-    cells = [[("-" if cell is None else str(cell)) for cell in row] for row in rows]
-    widths = [len(header) for header in headers]
-    for row in cells:
-        widths = [max(width, len(cell)) for width, cell in zip(widths, row, strict=True)]
-    lines = [
-        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
-        for line in [list(headers), *cells]
-    ]
-    return "\n".join(lines)
-
-
-def emit_json(value: Any) -> None:
-    """Print ``value`` as indented JSON on stdout."""
-    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
-
-
-def pairs(items: Sequence[tuple[str, Any]]) -> str:
-    """``key  value`` lines with aligned values."""
-    width = max(len(key) for key, _ in items)
-    return "\n".join(f"{key.ljust(width)}  {'-' if v is None else v}" for key, v in items)
