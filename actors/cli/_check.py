@@ -16,7 +16,7 @@ import click
 
 from actors.cli._format import emit_json
 from actors.cli._support import CliError, Env, ExitCode
-from persistence._inspect import Problem, check_fn
+from persistence._inspect import Problem, consistency_fn, integrity_fn
 
 JsonOption = Callable[[Callable[..., Any]], Callable[..., Any]]
 
@@ -34,7 +34,9 @@ def register(group: click.Group, json_option: JsonOption) -> None:
         the file is not a readable database, 7 when the schema is not this version's.
         """
         db = env.db()
-        problems: list[Problem] = db.store.read(check_fn(integrity=True))
+        problems: list[Problem] = db.store.read(integrity_fn(quick=False))
+        if not problems:  # a damaged file's pages would only fail these queries
+            problems = db.store.read(consistency_fn())
         if as_json:
             emit_json(
                 {

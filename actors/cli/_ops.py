@@ -28,7 +28,7 @@ from persistence import (
     StoreOverview,
     head_revision,
 )
-from persistence._inspect import Problem, quick_check_fn
+from persistence._inspect import Problem, integrity_fn
 from persistence._migrate import alembic_config
 
 JsonOption = Callable[[Callable[..., Any]], Callable[..., Any]]
@@ -181,7 +181,7 @@ def _stats_command(json_option: JsonOption) -> click.Command:
 
 def _refuse_damaged(env: Env, db: Database) -> None:
     """Exit 6 when SQLite's quick check finds the file damaged (nothing on PostgreSQL)."""
-    problems: list[Problem] = db.store.read(quick_check_fn())
+    problems: list[Problem] = db.store.read(integrity_fn(quick=True))
     if problems:
         raise CliError(
             f"not a valid session database: {env.where}: {problems[0].examples[0]}"

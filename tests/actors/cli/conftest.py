@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -117,7 +117,7 @@ def postgres_url(pg_url: str) -> str:
 
 
 @pytest.fixture
-def make_on(make_manager: ManagerFactory) -> Iterator[Callable[[str], list[str]]]:
+def make_on(make_manager: ManagerFactory) -> Callable[[str], list[str]]:
     """``make_on(url)``: three sessions by a manager that is closed again (no live lease).
 
     The second has a pending approval request, the third is completed.
@@ -135,4 +135,4 @@ def make_on(make_manager: ManagerFactory) -> Iterator[Callable[[str], list[str]]
         manager.close()
         return ids
 
-    yield make
+    return make
