@@ -96,12 +96,15 @@ def ids_with_prefix_fn(prefix: str, limit: int) -> Callable[[Connection], list[s
     def fn(connection: Connection) -> list[str]:
         query = (
             select(sessions.c.id)
-            .where(sessions.c.id.like(_like_prefix(prefix), escape="\\"))
+            .where(
+                sessions.c.id.like(_like_prefix(prefix), escape="\\"),
+                # LIKE ignores case on SQLite: compare the start exactly as well.
+                func.substr(sessions.c.id, 1, len(prefix)) == prefix,
+            )
             .order_by(sessions.c.id)
             .limit(limit)
         )
-        # LIKE ignores case on SQLite: keep only the ids that really start with it.
-        return [row[0] for row in connection.execute(query) if row[0].startswith(prefix)]
+        return [row[0] for row in connection.execute(query)]
 
     return fn
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
@@ -79,6 +80,30 @@ def row_counts(url: str) -> dict[str, int]:
             }
     finally:
         engine.dispose()
+
+
+def bulk_finished(path: Path, count: int, message_bytes: int = 1000) -> None:
+    """Insert ``count`` completed sessions of 2024 with three messages each (SQLite file)."""
+    connection = sqlite3.connect(path)
+    with connection:
+        for index in range(count):
+            sid = f"s-{index:05d}"
+            connection.execute(
+                "INSERT INTO sessions VALUES (?, 'u', ?, '2024-01-01 00:00:00', NULL,"
+                " 'completed', '{}', NULL)", (sid, sid),
+            )  # fmt: skip
+            connection.execute(
+                "INSERT INTO session_states VALUES (?, 'task', '{}', NULL, 'done', NULL,"
+                " 'completed', '2024-01-01 00:00:00', '2024-01-01 00:00:00', NULL, 2, 3, NULL,"
+                " 1, NULL)", (sid,),
+            )  # fmt: skip
+            for seq in range(3):
+                connection.execute(
+                    "INSERT INTO session_messages VALUES (?, ?, 'user', NULL, ?, NULL, NULL)",
+                    (sid, seq, "x" * message_bytes),
+                )
+    connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    connection.close()
 
 
 def upgraded(url: str) -> str:

@@ -7,12 +7,18 @@ named (empty, behind or newer) with exit code 7.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
 from actors.cli._support import ExitCode
-from tests.actors.cli.conftest import execute, ok_json, one_error_line, sessions, upgraded
+from tests.actors.cli.conftest import (
+    bulk_finished,
+    execute,
+    ok_json,
+    one_error_line,
+    sessions,
+    upgraded,
+)
 
 PAGE = 4096
 
@@ -21,26 +27,7 @@ def _damaged_copy(tmp_path: Path) -> str:
     """A SQLite file of 400 sessions whose middle pages were overwritten with garbage."""
     path = tmp_path / "sound.db"
     upgraded(f"sqlite:///{path}")
-    connection = sqlite3.connect(path)
-    with connection:
-        for index in range(400):
-            sid = f"s-{index:05d}"
-            connection.execute(
-                "INSERT INTO sessions VALUES (?, 'u', ?, '2024-01-01 00:00:00', NULL,"
-                " 'completed', '{}', NULL)", (sid, sid),
-            )  # fmt: skip
-            connection.execute(
-                "INSERT INTO session_states VALUES (?, 'task', '{}', NULL, 'done', NULL,"
-                " 'completed', '2024-01-01 00:00:00', '2024-01-01 00:00:00', NULL, 2, 3, NULL,"
-                " 1, NULL)", (sid,),
-            )  # fmt: skip
-            for seq in range(3):
-                connection.execute(
-                    "INSERT INTO session_messages VALUES (?, ?, 'user', NULL, ?, NULL, NULL)",
-                    (sid, seq, "x" * 1000),
-                )
-    connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    connection.close()
+    bulk_finished(path, 400)
     data = bytearray(path.read_bytes())
     middle = len(data) // PAGE // 2
     data[middle * PAGE : (middle + 20) * PAGE] = b"\xde\xad\xbe\xef" * (20 * PAGE // 4)
