@@ -668,6 +668,15 @@ class TestRealProcess:
         assert missing.stderr.strip() == "Error: session 'nope' does not exist"
         assert missing.stdout == ""
 
+    def test_python_dash_m(self, db_url: str, seeded: Seeded) -> None:
+        """`python -m actors.cli` is the same command as the console script."""
+        done = subprocess.run(
+            [sys.executable, "-m", "actors.cli", "--database-url", db_url, "show", "nope"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert done.returncode == ExitCode.NOT_FOUND
+        assert done.stderr.strip() == "Error: session 'nope' does not exist"
+
     def test_sigint_during_purge(self, db_url: str, db_path: Path) -> None:
         """A real Ctrl-C (SIGINT) midway through a purge: exit 130, consistent, resumable."""
         assert run(db_url, "db", "upgrade").exit_code == 0
