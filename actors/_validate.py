@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from persistence import InvalidArgument
+from persistence._checks import check_text
 
 MAX_ID_LENGTH = 255
 #: The longest timeout accepted: past it a deadline only overflows the date types.
@@ -30,18 +31,8 @@ def require_str(
     if not isinstance(value, str):
         raise InvalidArgument(f"{name} must be a str, not {type(value).__name__}")
     text: str = value if type(value) is str else str.__str__(value)
-    if not text and not allow_empty:
-        raise InvalidArgument(f"{name} must not be empty")
-    if len(text) > max_length:
-        raise InvalidArgument(f"{name} is {len(text)} characters long; at most {max_length}")
-    if "\x00" in text:
-        raise InvalidArgument(f"{name} must not contain NUL characters")
-    if not text.isascii():
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            raise InvalidArgument(f"{name} is not valid unicode") from None
-    return text
+    # The same rules as an import's (persistence._checks), so neither stores what the other refuses.
+    return check_text(name, text, allow_empty=allow_empty, max_length=max_length)
 
 
 def require_optional_str(name: str, value: Any) -> str | None:

@@ -282,15 +282,21 @@ class Store:
         """A session with its history and approvals as a JSON-ready document, or ``None``."""
         return self.read(_transfer.export_fn(session_id))
 
-    def import_session(self, document: Any, now: datetime, *, replace: bool = False) -> str:
+    def import_session(
+        self, document: Any, now: datetime, *, replace: bool = False, new_id: str | None = None
+    ) -> str:
         """Write a document of :meth:`export_session` (validated first); return its id.
+
+        ``new_id`` imports a copy under that id (its approval requests get new ids too).
 
         Raises:
             InvalidArgument: not a valid export; nothing was written.
             SessionExists: the session exists and ``replace`` is false.
             SessionOwnedElsewhere: ``replace`` of a session a live owner holds.
         """
-        session_id: str = self.write(_transfer.import_op(document, now, replace=replace))
+        session_id: str = self.write(
+            _transfer.import_op(document, now, replace=replace, new_id=new_id)
+        )
         return session_id
 
     def schema_revision(self) -> str | None:

@@ -1,4 +1,4 @@
-"""Export and import of one session as a JSON document, with the document's validation.
+"""Export and import of one session as a JSON document (its validation: :mod:`._import`).
 
 An export is what ``sessions export`` writes and ``sessions import`` reads back, possibly
 into another database; the import checks the whole document before writing anything, so
@@ -7,7 +7,7 @@ a bad file is refused with the JSON path of the first problem and changes nothin
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -15,15 +15,11 @@ from sqlalchemy import Connection, insert, select
 
 from persistence import _json
 from persistence._admin import delete_rows
-from persistence._codec import decode_message, encode_message
+from persistence._codec import decode_message
 from persistence._errors import InvalidArgument, SessionExists, SessionOwnedElsewhere
+from persistence._import import EXPORT_FORMAT, EXPORT_FORMAT_VERSION, read_document
 from persistence._migrate import current_revision
-from persistence._models import APPROVAL_RESOLUTIONS, APPROVAL_STATUSES, SESSION_STATUSES
 from persistence._tables import MESSAGE_COLUMNS, approvals, messages, sessions, states
-
-EXPORT_FORMAT = "session-supervisor/session"
-EXPORT_FORMAT_VERSION = 1
-
 
 # ---------------------------------------------------------------------- export
 
@@ -119,186 +115,22 @@ def export_fn(session_id: str) -> Callable[[Connection], dict[str, Any] | None]:
 # ---------------------------------------------------------------------- import
 
 
-class _Reader:
-    """Checked access to an imported document; every error names its JSON path."""
-
-    def __init__(self, value: Any, path: str) -> None:
-        if not isinstance(value, dict):
-            raise InvalidArgument(f"{path} must be a JSON object, not {type(value).__name__}")
-        self.value: dict[str, Any] = value
-        self.path = path
-
-    def _get(self, key: str) -> Any:
-        if key not in self.value:
-            raise InvalidArgument(f"{self.path}.{key} is missing")
-        return self.value[key]
-
-    def text(
-        self,
-        key: str,
-        *,
-        optional: bool = False,
-        choices: Sequence[str] = (),
-        allow_empty: bool = False,
-    ) -> Any:
-        value = self._get(key)
-        if value is None and optional:
-            return None
-        if not isinstance(value, str) or (not value and not allow_empty):
-            raise InvalidArgument(f"{self.path}.{key} must be a non-empty string, not {value!r}")
-        if choices and value not in choices:
-            raise InvalidArgument(
-                f"{self.path}.{key} must be one of {list(choices)}, not {value!r}"
-            )
-        return value
-
-    def integer(self, key: str, *, optional: bool = False, minimum: int | None = None) -> Any:
-        value = self._get(key)
-        if value is None and optional:
-            return None
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise InvalidArgument(f"{self.path}.{key} must be an integer, not {value!r}")
-        if minimum is not None and value < minimum:
-            raise InvalidArgument(f"{self.path}.{key} must be >= {minimum}, not {value}")
-        return value
-
-    def time(self, key: str, *, optional: bool = False) -> datetime | None:
-        value = self._get(key)
-        if value is None and optional:
-            return None
-        if not isinstance(value, str):
-            raise InvalidArgument(f"{self.path}.{key} must be an ISO 8601 time, not {value!r}")
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            raise InvalidArgument(f"{self.path}.{key} is not an ISO 8601 time: {value!r}") from None
-        if parsed.tzinfo is None:
-            raise InvalidArgument(f"{self.path}.{key} has no time zone: {value!r}")
-        return parsed
-
-    def json(self, key: str, *, optional: bool = True, obj: bool = False) -> str | None:
-        value = self._get(key)
-        if value is None and optional:
-            return None
-        if obj and not isinstance(value, dict):
-            raise InvalidArgument(f"{self.path}.{key} must be a JSON object, not {value!r}")
-        return _json.encode(value, f"{self.path}.{key}")
-
-
-def _session_values(document: Any) -> tuple[str, dict[str, Any], dict[str, Any] | None]:
-    top = _Reader(document, "$")
-    if top.value.get("format") != EXPORT_FORMAT:
-        raise InvalidArgument(
-            f"$.format must be {EXPORT_FORMAT!r} (a file written by `sessions export`),"
-            f" not {top.value.get('format')!r}"
-        )
-    if top.value.get("format_version") != EXPORT_FORMAT_VERSION:
-        raise InvalidArgument(
-            f"$.format_version {top.value.get('format_version')!r} is not supported"
-            f" (this version reads {EXPORT_FORMAT_VERSION})"
-        )
-    s = _Reader(top._get("session"), "$.session")
-    session_id = s.text("id")
-    if len(session_id) > 36:
-        raise InvalidArgument(f"$.session.id is longer than 36 characters: {session_id!r}")
-    session = {
-        "id": session_id,
-        "user_id": s.text("user_id", optional=True),
-        "name": s.text("name"),
-        "status": s.text("status", choices=SESSION_STATUSES),
-        "created_at": s.time("created_at"),
-        "last_active_at": s.time("last_active_at", optional=True),
-        "meta": s.json("meta", optional=False, obj=True),
-        "resource_limits": s.json("resource_limits"),
-    }
-    state = None
-    if top._get("state") is not None:
-        t = _Reader(top.value["state"], "$.state")
-        state = {
-            "session_id": session_id,
-            "mode": t.text("mode"),
-            "status": t.text("status", choices=SESSION_STATUSES),
-            "current_phase": t.text("current_phase", allow_empty=True),
-            "current_step": t.integer("current_step", optional=True),
-            "context_variables": t.json("context_variables", optional=False, obj=True),
-            "plan_data": t.json("plan_data"),
-            "created_at": t.time("created_at"),
-            "updated_at": t.time("updated_at"),
-            "expires_at": t.time("expires_at", optional=True),
-            "version": t.integer("version", minimum=1),
-            "epoch": t.integer("epoch", minimum=0),
-            "message_count": t.integer("message_count", minimum=0),
-            "owner": None,
-            "lease_expires_at": None,
-        }
-    return session_id, session, state
-
-
-def _message_rows(session_id: str, document: dict[str, Any]) -> list[dict[str, Any]]:
-    history = document.get("messages")
-    if not isinstance(history, list):
-        raise InvalidArgument(f"$.messages must be a JSON array, not {type(history).__name__}")
-    rows = []
-    for seq, message in enumerate(history):
-        role, agent, content, timestamp, extra = encode_message(message, f"$.messages[{seq}]", None)
-        rows.append(
-            {
-                "session_id": session_id,
-                "seq": seq,
-                "role": role,
-                "agent": agent,
-                "content": content,
-                "timestamp": timestamp,
-                "extra": extra,
-            }
-        )
-    return rows
-
-
-def _approval_rows(session_id: str, document: dict[str, Any]) -> list[dict[str, Any]]:
-    requests = document.get("approvals", [])
-    if not isinstance(requests, list):
-        raise InvalidArgument(f"$.approvals must be a JSON array, not {type(requests).__name__}")
-    rows = []
-    for index, request in enumerate(requests):
-        a = _Reader(request, f"$.approvals[{index}]")
-        rows.append(
-            {
-                "id": a.text("id"),
-                "session_id": session_id,
-                "approval_type": a.text("approval_type"),
-                "context": a.json("context", optional=False, obj=True),
-                "status": a.text("status", choices=APPROVAL_STATUSES),
-                "resolution": a.text("resolution", optional=True, choices=APPROVAL_RESOLUTIONS),
-                "result": a.json("result"),
-                "created_at": a.time("created_at"),
-                "expires_at": a.time("expires_at", optional=True),
-                "resolved_at": a.time("resolved_at", optional=True),
-            }
-        )
-    return rows
-
-
 def import_op(
-    document: Any, now: datetime, *, replace: bool = False
+    document: Any, now: datetime, *, replace: bool = False, new_id: str | None = None
 ) -> Callable[[Connection], str]:
     """Write a document made by :func:`export_fn`; the operation returns the session id.
 
-    The whole document is validated before anything is written.
+    The whole document is validated (:func:`persistence._import.read_document`) before
+    anything is written, and written in one transaction. ``new_id`` imports a copy under
+    that id, its approval requests under new ids.
 
     Raises:
         InvalidArgument: the document is not a valid export (the message names the path).
         SessionExists: the session exists and ``replace`` is false.
         SessionOwnedElsewhere: ``replace`` of a session a live owner holds.
     """
-    session_id, session, state = _session_values(document)
-    message_rows = _message_rows(session_id, document)
-    approval_rows = _approval_rows(session_id, document)
-    if state is not None and state["message_count"] != len(message_rows):
-        raise InvalidArgument(
-            f"$.state.message_count is {state['message_count']} but $.messages has"
-            f" {len(message_rows)} messages"
-        )
+    rows = read_document(document, new_id=new_id)
+    session_id = rows.session_id
 
     def op(connection: Connection) -> str:
         found = connection.execute(
@@ -312,7 +144,7 @@ def import_op(
             _, owner, lease_until = found
             if owner is not None and lease_until is not None and lease_until >= now:
                 raise SessionOwnedElsewhere(session_id, owner)
-        taken = [r["id"] for r in approval_rows]
+        taken = [r["id"] for r in rows.approvals]
         if taken:
             clash = connection.execute(
                 select(approvals.c.id).where(
@@ -325,13 +157,15 @@ def import_op(
                 )
         if found is not None:
             delete_rows(connection, [session_id])
-        connection.execute(insert(sessions).values(**session))
-        if state is not None:
-            connection.execute(insert(states).values(**state))
-        if message_rows:
-            connection.execute(insert(messages), message_rows)
-        if approval_rows:
-            connection.execute(insert(approvals), approval_rows)
+        connection.execute(insert(sessions).values(**rows.session))
+        connection.execute(insert(states).values(**rows.state))
+        if rows.messages:
+            connection.execute(insert(messages), rows.messages)
+        if rows.approvals:
+            connection.execute(insert(approvals), rows.approvals)
         return session_id
 
     return op
+
+
+__all__ = ["EXPORT_FORMAT", "export_fn", "import_op"]

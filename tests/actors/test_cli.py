@@ -21,9 +21,10 @@ from click.testing import CliRunner, Result
 from sqlalchemy import Table, create_engine, insert
 
 from actors import ManualClock
-from actors import _cli_ops as cli_ops
-from actors._cli_support import ExitCode, parse_duration
+from actors.cli import _purge as cli_purge
 from actors.cli import cli
+from actors.cli._format import parse_duration
+from actors.cli._support import ExitCode
 from persistence import Database, StoreUnavailable
 from persistence._models import SessionMessageRow, SessionRow, SessionStateRow
 from tests.conftest import ManagerFactory, history
@@ -62,6 +63,12 @@ def run_json(db_url: str, *args: str) -> Any:
     result = run(db_url, *args, "--json")
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
+
+
+def listed(db_url: str, *args: str) -> list[dict[str, Any]]:
+    """The sessions of ``sessions list ARGS --json`` (one page)."""
+    sessions: list[dict[str, Any]] = run_json(db_url, "list", *args)["sessions"]
+    return sessions
 
 
 class Seeded:
@@ -144,19 +151,19 @@ class TestList:
 
     def test_filters_by_user_status_and_mode(self, db_url: str, seeded: Seeded) -> None:
         """--user, --status and --mode narrow the list and combine."""
-        alice = run_json(db_url, "list", "--user", "alice")
+        alice = listed(db_url, "--user", "alice")
         assert [r["session_id"] for r in alice] == [seeded["paused"], seeded["done"]]
-        active = run_json(db_url, "list", "--status", "active")
+        active = listed(db_url, "--status", "active")
         assert {r["session_id"] for r in active} == {seeded["busy"], seeded["fresh"]}
-        both = run_json(db_url, "list", "--mode", "task", "--status", "completed")
+        both = listed(db_url, "--mode", "task", "--status", "completed")
         assert [r["session_id"] for r in both] == [seeded["done"]]
         assert both[0]["message_count"] == 1
-        assert run_json(db_url, "list", "--user", "nobody") == []
+        assert listed(db_url, "--user", "nobody") == []
 
     def test_limit_and_sort_by_update(self, db_url: str, seeded: Seeded) -> None:
         """--limit caps the rows; --sort updated orders by the last change."""
-        assert len(run_json(db_url, "list", "--limit", "2")) == 2
-        by_update = run_json(db_url, "list", "--sort", "updated")
+        assert len(listed(db_url, "--limit", "2")) == 2
+        by_update = listed(db_url, "--sort", "updated")
         assert by_update[0]["updated_at"] >= by_update[-1]["updated_at"]
 
     def test_bad_status_is_a_usage_error(self, db_url: str, seeded: Seeded) -> None:
@@ -330,7 +337,7 @@ class TestPurge:
         result = run(db_url, "purge", "--older-than", "30d", "--yes")
         assert result.exit_code == 0, result.output
         assert "purged 2 " in result.stdout
-        left = {r["session_id"] for r in run_json(db_url, "list")}
+        left = {r["session_id"] for r in listed(db_url)}
         assert left == {seeded["paused"], seeded["busy"], seeded["fresh"]}
         assert counts(db_path)["session_messages"] == 3 + 4 + 5
         assert_consistent(db_path)
@@ -340,7 +347,7 @@ class TestPurge:
         dry = run_json(db_url, "purge", "--older-than", "30d", "--dry-run")
         assert dry["matching"] == 2
         assert dry["purged"] == 0
-        assert len(run_json(db_url, "list")) == 5
+        assert len(listed(db_url)) == 5
         young = run_json(db_url, "purge", "--older-than", "36500d", "--yes")
         assert young["purged"] == 0
 
@@ -353,14 +360,14 @@ class TestPurge:
             "--batch-size", "1", "--yes",
         )  # fmt: skip
         assert result["purged"] == 4
-        assert [r["session_id"] for r in run_json(db_url, "list")] == [seeded["gone"]]
+        assert [r["session_id"] for r in listed(db_url)] == [seeded["gone"]]
         assert_consistent(db_path)
 
     def test_declined_prompt_purges_nothing(self, db_url: str, seeded: Seeded) -> None:
         """Without --yes the command asks; no deletes nothing."""
         result = run(db_url, "purge", "--older-than", "30d", input="n\n")
         assert result.exit_code == ExitCode.FAILED
-        assert len(run_json(db_url, "list")) == 5
+        assert len(listed(db_url)) == 5
 
     def test_bad_arguments_exit_2(self, db_url: str, seeded: Seeded) -> None:
         """A bad duration, an unknown status or a missing --older-than are usage errors."""
@@ -372,7 +379,7 @@ class TestPurge:
         ):
             result = run(db_url, "purge", *args, "--yes")
             assert result.exit_code == ExitCode.USAGE, args
-        assert len(run_json(db_url, "list")) == 5
+        assert len(listed(db_url)) == 5
 
     def test_interrupted_midway_leaves_a_consistent_database(
         self,
@@ -390,7 +397,7 @@ class TestPurge:
             manager.request_approval(session_id, "plan", {})
             manager.complete(session_id)
         manager.close()
-        real = cli_ops.purge_batch
+        real = cli_purge.purge_batch
         calls: list[int] = []
         interrupted_batches: list[threading.Thread] = []
 
@@ -408,7 +415,7 @@ class TestPurge:
                 raise KeyboardInterrupt
             return real(db, *args)
 
-        monkeypatch.setattr(cli_ops, "purge_batch", interrupted)
+        monkeypatch.setattr(cli_purge, "purge_batch", interrupted)
         result = run(db_url, "purge", "--older-than", "30d", "--batch-size", "3", "--yes")
         assert result.exit_code == ExitCode.INTERRUPTED
         assert "interrupted after purging 6 sessions" in result.stderr
@@ -419,7 +426,7 @@ class TestPurge:
         assert left["sessions"] in (1, 4)  # the batch in flight committed whole or not at all
         assert left["session_messages"] == 3 * left["sessions"]
         assert left["approval_requests"] == left["sessions"]
-        monkeypatch.setattr(cli_ops, "purge_batch", real)
+        monkeypatch.setattr(cli_purge, "purge_batch", real)
         assert run(db_url, "purge", "--older-than", "30d", "--yes").exit_code == 0
         assert counts(db_path)["sessions"] == 0
         assert_consistent(db_path)
@@ -579,7 +586,7 @@ class TestDb:
         assert current["up_to_date"] is True
         assert current["current"] == current["head"]
         assert run(url, "db", "current", "--check").exit_code == 0
-        assert run_json(url, "list") == []
+        assert listed(url) == []
 
     def test_schema_behind_exits_7(self, tmp_path: Path) -> None:
         """After a downgrade, commands refuse with exit 7 until `db upgrade`."""
@@ -615,7 +622,7 @@ class TestDb:
         monkeypatch.setenv("SESSIONS_DATABASE_URL", db_url)
         result = CliRunner().invoke(cli, ["list", "--json"])
         assert result.exit_code == 0, result.output
-        assert len(json.loads(result.stdout)) == 5
+        assert len(json.loads(result.stdout)["sessions"]) == 5
 
 
 class TestDurations:
@@ -647,7 +654,7 @@ class TestRealProcess:
             check=False,
         )  # fmt: skip
         assert listed.returncode == 0, listed.stderr
-        assert len(json.loads(listed.stdout)) == 5
+        assert len(json.loads(listed.stdout)["sessions"]) == 5
         suspended = subprocess.run(
             [str(script), "suspend", seeded["busy"]], capture_output=True, text=True, env=env,
             timeout=60, check=False,
@@ -660,6 +667,15 @@ class TestRealProcess:
         assert missing.returncode == ExitCode.NOT_FOUND
         assert missing.stderr.strip() == "Error: session 'nope' does not exist"
         assert missing.stdout == ""
+
+    def test_python_dash_m(self, db_url: str, seeded: Seeded) -> None:
+        """`python -m actors.cli` is the same command as the console script."""
+        done = subprocess.run(
+            [sys.executable, "-m", "actors.cli", "--database-url", db_url, "show", "nope"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert done.returncode == ExitCode.NOT_FOUND
+        assert done.stderr.strip() == "Error: session 'nope' does not exist"
 
     def test_sigint_during_purge(self, db_url: str, db_path: Path) -> None:
         """A real Ctrl-C (SIGINT) midway through a purge: exit 130, consistent, resumable."""

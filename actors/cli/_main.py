@@ -1,35 +1,23 @@
-"""``sessions``: see and steer the sessions of a session store without writing Python.
+"""The ``sessions`` group, its reading subcommands, export and import.
 
 Run ``sessions --help``; every subcommand has ``--help`` too. The database is
 ``--database-url`` or ``$SESSIONS_DATABASE_URL``. Reading commands never take a session
 from the worker that runs it; changing commands (suspend, resume, complete, expire,
 delete) take its lease for the change and fail with exit code 5 while a live worker
-holds it. Exit codes: see :class:`~actors._cli_support.ExitCode` and the README.
+holds it. Exit codes: see :class:`~actors.cli._support.ExitCode` and the README.
 """
 
 from __future__ import annotations
 
-import json
-from typing import Any, TextIO
+from typing import Any
 
 import click
 
-from actors import _cli_ops
-from actors._cli_support import (
-    CliError,
-    Env,
-    ExitCode,
-    age,
-    emit_json,
-    iso,
-    pairs,
-    shorten,
-    table,
-    translate,
-    when,
-)
 from actors._clock import utc_now
 from actors._logging import configure_logging
+from actors.cli import _check, _ops, _transfer
+from actors.cli._format import age, emit_json, iso, pairs, shorten, table, when
+from actors.cli._support import CliError, Env, ExitCode, translate
 from persistence import (
     DATABASE_URL_ENV,
     SESSION_STATUSES,
@@ -40,6 +28,7 @@ from persistence import (
     StateRecord,
     _json,
 )
+from persistence._inspect import Page, page_fn
 
 
 class _Group(click.Group):
@@ -50,7 +39,8 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except SessionSupervisorError as error:
-            raise translate(error) from error
+            env = ctx.obj
+            raise translate(error, env.where if isinstance(env, Env) else None) from error
         except KeyboardInterrupt:
             raise CliError("interrupted", ExitCode.INTERRUPTED) from None
 
@@ -63,8 +53,10 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON (
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog="Exit codes: 0 ok, 1 unexpected error or declined prompt, 2 bad arguments,"
     " 3 unknown session, 4 refused by the lifecycle or already exists, 5 owned by a live"
-    " worker, 6 database unavailable, 7 schema not up to date (run `sessions db upgrade`),"
-    " 130 interrupted.",
+    " worker, 6 database unavailable or not a valid session database, 7 schema not this"
+    " version's (empty, behind: run `sessions db upgrade`, or newer), 8 `sessions check`"
+    " found problems, 130 interrupted. A SESSION_ID may be given by its first 4 or more"
+    " characters when they name one session.",
 )
 @click.option(
     "--database-url",
@@ -108,11 +100,22 @@ def _summary_json(row: SessionSummary) -> dict[str, Any]:
     }
 
 
+#: The most rows one page of ``list`` prints (``--all`` has no limit).
+MAX_LIMIT = 100_000
+#: The largest ``--offset``, ``--tail`` or ``-n`` (a database INTEGER).
+MAX_COUNT = 2**31 - 1
+
+
 @cli.command("list")
 @click.option("--user", "user_id", metavar="USER_ID", help="Only this user's sessions.")
 @click.option("--status", type=click.Choice(SESSION_STATUSES), help="Only sessions in this status.")
 @click.option("--mode", help="Only sessions of this mode.")
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--limit", type=click.IntRange(1, MAX_LIMIT), default=50, show_default=True)
+@click.option(
+    "--offset", type=click.IntRange(0, MAX_COUNT), default=0, show_default=True,
+    help="Skip this many sessions first (the next page: --offset 50).",
+)  # fmt: skip
+@click.option("--all", "show_all", is_flag=True, help="Every matching session (no --limit).")
 @click.option(
     "--sort",
     type=click.Choice(["created", "updated"]),
@@ -128,40 +131,61 @@ def list_sessions(  # noqa: PLR0917
     status: str | None,
     mode: str | None,
     limit: int,
+    offset: int,
+    show_all: bool,
     sort: str,
     as_json: bool,
 ) -> None:
-    """List sessions, newest first."""
+    """List sessions, newest first; says how many of how many it shows."""
     db = env.db()
-    rows: list[SessionSummary] = db.store.list_sessions(
-        user_id, status, mode, limit, newest_by=f"{sort}_at"
+    page: Page = db.store.read(
+        page_fn(user_id, status, mode, None if show_all else limit, offset, f"{sort}_at")
     )
+    rows = page.rows
+    has_more = offset + len(rows) < page.total
     if as_json:
-        emit_json([_summary_json(row) for row in rows])
-        return
-    if not rows:
-        click.echo("no sessions match", err=True)
-        return
-    headers = ("ID", "USER", "MODE", "STATUS", "PHASE", "STEP", "MSGS", "CREATED", "UPDATED")
-    click.echo(
-        table(
-            headers,
-            [
-                (
-                    r.session_id,
-                    shorten(r.user_id, 20),
-                    shorten(r.mode, 16),
-                    r.status,
-                    shorten(r.current_phase, 20),
-                    r.current_step,
-                    r.message_count,
-                    when(r.created_at),
-                    when(r.updated_at),
-                )
-                for r in rows
-            ],
+        emit_json(
+            {
+                "sessions": [_summary_json(row) for row in rows],
+                "total": page.total,
+                "offset": offset,
+                "limit": None if show_all else limit,
+                "has_more": has_more,
+            }
         )
-    )
+        return
+    if rows:
+        headers = ("ID", "USER", "MODE", "STATUS", "PHASE", "STEP", "MSGS", "CREATED", "UPDATED")
+        click.echo(
+            table(
+                headers,
+                [
+                    (
+                        r.session_id,
+                        shorten(r.user_id, 20),
+                        shorten(r.mode, 16),
+                        r.status,
+                        shorten(r.current_phase, 20),
+                        r.current_step,
+                        r.message_count,
+                        when(r.created_at),
+                        when(r.updated_at),
+                    )
+                    for r in rows
+                ],
+            )
+        )
+    click.echo(_page_note(len(rows), page.total, offset, has_more), err=True)
+
+
+def _page_note(shown: int, total: int, offset: int, has_more: bool) -> str:
+    if total == 0:
+        return "no sessions match"
+    if shown == 0:
+        return f"showing 0 of {total} (--offset {offset} is past the last one)"
+    span = f"{offset + 1}-{offset + shown} of {total}" if offset else f"{shown} of {total}"
+    more = f"; next page: --offset {offset + shown}, or --all" if has_more else ""
+    return f"showing {span}{more}"
 
 
 def _lease_text(summary: SessionSummary) -> str:
@@ -200,14 +224,18 @@ def _message_lines(seq: int, message: dict[str, Any], width: int | None) -> list
 @cli.command(short_help="Show one session's state, lease and last messages.")
 @click.argument("session_id")
 @click.option(
-    "-n", "--messages", type=click.IntRange(min=0), default=5, show_default=True,
+    "-n", "--messages", type=click.IntRange(0, MAX_COUNT), default=5, show_default=True,
     help="How many of the last messages to show.",
 )  # fmt: skip
 @json_option
 @click.pass_obj
 def show(env: Env, session_id: str, messages: int, as_json: bool) -> None:
-    """Show one session: state, phase, step, version, owner and lease, last messages."""
+    """Show one session: state, phase, step, version, owner and lease, last messages.
+
+    SESSION_ID may be the start of an id (at least 4 characters) that names one session.
+    """
     db = env.db()
+    session_id = env.resolve(session_id)
     summary: SessionSummary | None = db.store.session_info(session_id)
     if summary is None:
         raise SessionNotFound(session_id)
@@ -270,14 +298,15 @@ def show(env: Env, session_id: str, messages: int, as_json: bool) -> None:
 @cli.command()
 @click.argument("session_id")
 @click.option(
-    "--tail", type=click.IntRange(min=1), default=None, metavar="N",
+    "--tail", type=click.IntRange(1, MAX_COUNT), default=None, metavar="N",
     help="Only the last N messages (default: all).",
 )  # fmt: skip
 @json_option
 @click.pass_obj
 def history(env: Env, session_id: str, tail: int | None, as_json: bool) -> None:
-    """Print a session's conversation history, oldest first."""
+    """Print a session's conversation history, oldest first (SESSION_ID or its start)."""
     db = env.db()
+    session_id = env.resolve(session_id)
     found: list[tuple[int, dict[str, Any]]] | None = db.store.history(session_id, tail)
     if found is None:
         raise SessionNotFound(session_id)
@@ -290,55 +319,16 @@ def history(env: Env, session_id: str, tail: int | None, as_json: bool) -> None:
         click.echo("\n".join(_message_lines(seq, message, None)))
 
 
-_cli_ops.register(cli, json_option)
+_ops.register(cli, json_option)
 
 
-# ---------------------------------------------------------------------- export / import
-
-
-@cli.command("export", short_help="Write a session as JSON (stdout or -o FILE).")
-@click.argument("session_id")
-@click.option(
-    "-o", "--output", type=click.File("w", encoding="utf-8"), default="-",
-    help="Write to this file instead of stdout.",
-)  # fmt: skip
-@click.pass_obj
-def export_session(env: Env, session_id: str, output: TextIO) -> None:
-    """Write a session (state, history, approvals) as JSON: `sessions export ID > s.json`."""
-    db = env.db()
-    document: dict[str, Any] | None = db.store.export_session(session_id)
-    if document is None:
-        raise SessionNotFound(session_id)
-    output.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
-
-
-@cli.command("import", short_help="Create a session from an export file.")
-@click.argument("file", type=click.File("r", encoding="utf-8"))
-@click.option("--replace", is_flag=True, help="Overwrite a session with the same id.")
-@json_option
-@click.pass_obj
-def import_session(env: Env, file: TextIO, replace: bool, as_json: bool) -> None:
-    """Create a session from a file written by `sessions export` (`-` reads stdin)."""
-    try:
-        document = json.load(file)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CliError(f"{file.name} is not a JSON file: {exc}", ExitCode.USAGE) from None
-    db = env.db()
-    session_id: str = db.store.import_session(document, utc_now(), replace=replace)
-    count = len(document.get("messages") or [])
-    if as_json:
-        emit_json({"session_id": session_id, "messages": count, "replace": replace})
-    else:
-        click.echo(f"imported session {session_id} ({count} messages)")
+_transfer.register(cli, json_option)
+_check.register(cli, json_option)
 
 
 def main() -> None:
     """The ``sessions`` console script."""
     cli.main(prog_name="sessions")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()
 
 
 __all__ = ["cli", "main"]

@@ -2,37 +2,33 @@
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Callable
 from typing import Any
 
 import click
 from alembic.script import ScriptDirectory
 
-from actors._cli_support import (
-    CliError,
-    Env,
-    ExitCode,
+from actors._clock import utc_now
+from actors.cli._format import (
     age,
-    duration_option,
     emit_json,
     iso,
     pairs,
     size,
-    split_choices,
     table,
     when,
 )
-from actors._clock import utc_now
+from actors.cli._health import Schema, schema_message, schema_state
+from actors.cli._purge import purge_command
+from actors.cli._support import CliError, Env, ExitCode
 from persistence import (
     SESSION_STATUSES,
     Database,
     InvalidTransition,
-    SessionNotFound,
     StoreOverview,
     head_revision,
 )
+from persistence._inspect import Problem, integrity_fn
 from persistence._migrate import alembic_config
 
 JsonOption = Callable[[Callable[..., Any]], Callable[..., Any]]
@@ -51,13 +47,15 @@ def _lifecycle_command(action: str, json_option: JsonOption) -> click.Command:
 
     @click.command(
         action,
-        help=f"{summary} Fails with exit code 5 while a live worker owns it.",
+        help=f"{summary} Fails with exit code 5 while a live worker owns it. SESSION_ID may"
+        " be the start of an id (at least 4 characters) that names one session.",
         short_help=summary,
     )
     @click.argument("session_id")
     @json_option
     @click.pass_obj
     def command(env: Env, session_id: str, as_json: bool) -> None:
+        session_id = env.resolve(session_id)
         manager = env.manager()
         try:
             version: int = getattr(manager, action)(session_id)
@@ -79,10 +77,11 @@ def _delete_command(json_option: JsonOption) -> click.Command:
     @json_option
     @click.pass_obj
     def delete(env: Env, session_id: str, yes: bool, as_json: bool) -> None:
-        """Delete a session with its history and approvals (asks first unless --yes)."""
-        db = env.db()
-        if db.store.session_info(session_id) is None:
-            raise SessionNotFound(session_id)
+        """Delete a session with its history and approvals (asks first unless --yes).
+
+        SESSION_ID may be the start of an id (at least 4 characters) that names one session.
+        """
+        session_id = env.resolve(session_id)
         if not yes:
             click.confirm(f"Delete session {session_id} and its history?", abort=True, err=True)
         env.manager().delete(session_id)
@@ -92,103 +91,6 @@ def _delete_command(json_option: JsonOption) -> click.Command:
             click.echo(f"deleted session {session_id}")
 
     return delete
-
-
-# ---------------------------------------------------------------------- purge
-
-
-def purge_batch(
-    db: Database, statuses: Sequence[str], cutoff: datetime, now: datetime, limit: int
-) -> list[str]:
-    """Delete one batch (one transaction); the tests replace it to simulate Ctrl-C."""
-    deleted: list[str] = db.store.purge(statuses, cutoff, now, limit)
-    return deleted
-
-
-def _purge_command(json_option: JsonOption) -> click.Command:
-    @click.command("purge", short_help="Delete old sessions in batches (interruptible).")
-    @click.option(
-        "--older-than", "older_than", callback=duration_option, required=True,
-        metavar="DURATION",
-        help="Only sessions not updated for this long: 30d, 12h, 1d12h, 2w ...",
-    )  # fmt: skip
-    @click.option(
-        "--status", "status_text", default="completed,expired", show_default=True,
-        metavar="STATUS[,STATUS]", help=f"Statuses to purge, from {', '.join(SESSION_STATUSES)}.",
-    )  # fmt: skip
-    @click.option(
-        "--batch-size", type=click.IntRange(min=1, max=10_000), default=500, show_default=True,
-        help="Sessions deleted per transaction.",
-    )  # fmt: skip
-    @click.option("--dry-run", is_flag=True, help="Only count what would be purged.")
-    @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
-    @json_option
-    @click.pass_obj
-    def purge(  # noqa: PLR0917
-        env: Env,
-        older_than: timedelta,
-        status_text: str,
-        batch_size: int,
-        dry_run: bool,
-        yes: bool,
-        as_json: bool,
-    ) -> None:
-        """Delete old sessions in batches, with a progress bar; safe to interrupt.
-
-        Each batch is one transaction: after Ctrl-C every session is either wholly there
-        or wholly gone, and running the command again purges the rest. Sessions a live
-        worker holds are never purged.
-        """
-        statuses = split_choices(status_text, SESSION_STATUSES, "status", "'--status'")
-        db = env.db()
-        now = utc_now()
-        cutoff = now - older_than
-        total: int = db.store.count_purgeable(statuses, cutoff, now)
-        result: dict[str, Any] = {
-            "statuses": statuses,
-            "cutoff": iso(cutoff),
-            "matching": total,
-            "purged": 0,
-            "dry_run": dry_run,
-            "interrupted": False,
-        }
-        described = f"{'/'.join(statuses)} sessions not updated since {when(cutoff)} UTC"
-        if dry_run or total == 0:
-            if as_json:
-                emit_json(result)
-            else:
-                text = f"{total} {described} would be purged" if dry_run else "nothing to purge"
-                click.echo(text)
-            return
-        if not yes:
-            click.confirm(f"Purge {total} {described}?", abort=True, err=True)
-        stderr = sys.stderr
-        try:
-            with click.progressbar(
-                length=total, label="purging", file=stderr, hidden=as_json or not stderr.isatty()
-            ) as bar:
-                while True:
-                    deleted = purge_batch(db, statuses, cutoff, now, batch_size)
-                    result["purged"] += len(deleted)
-                    bar.update(len(deleted))
-                    if len(deleted) < batch_size:
-                        break
-        except KeyboardInterrupt:
-            result["interrupted"] = True
-            env.close()  # waits for the batch in flight: it commits whole or not at all
-            if as_json:
-                emit_json(result)
-            raise CliError(
-                f"interrupted after purging {result['purged']} sessions (a batch in flight"
-                " committed whole or not at all); run the same command again for the rest",
-                ExitCode.INTERRUPTED,
-            ) from None
-        if as_json:
-            emit_json(result)
-        else:
-            click.echo(f"purged {result['purged']} {described}")
-
-    return purge
 
 
 # ---------------------------------------------------------------------- stats
@@ -226,6 +128,7 @@ def _stats_command(json_option: JsonOption) -> click.Command:
     def stats(env: Env, as_json: bool) -> None:
         """Counts by status and mode, database size, oldest active, pending approvals."""
         db = env.db()
+        _refuse_damaged(env, db)
         now = utc_now()
         overview: StoreOverview = db.store.overview(now)
         if as_json:
@@ -276,6 +179,17 @@ def _stats_command(json_option: JsonOption) -> click.Command:
 # ---------------------------------------------------------------------- db
 
 
+def _refuse_damaged(env: Env, db: Database) -> None:
+    """Exit 6 when SQLite's quick check finds the file damaged (nothing on PostgreSQL)."""
+    problems: list[Problem] = db.store.read(integrity_fn(quick=True))
+    if problems:
+        raise CliError(
+            f"not a valid session database: {env.where}: {problems[0].examples[0]}"
+            " (`sessions check` lists what is wrong)",
+            ExitCode.UNAVAILABLE,
+        )
+
+
 def _check_revision(revision: str) -> None:
     if revision in ("head", "base"):
         return
@@ -303,6 +217,8 @@ def _db_group(json_option: JsonOption) -> click.Group:
         _check_revision(revision)
         db = env.db(check_schema=False, must_exist=False)
         before: str | None = db.store.schema_revision()
+        if schema_state(before, head_revision()) is Schema.NEWER:
+            raise CliError(schema_message(before, head_revision()), ExitCode.SCHEMA)
         db.store.migrate(revision, timeout=600)
         after: str | None = db.store.schema_revision()
         if as_json:
@@ -319,16 +235,21 @@ def _db_group(json_option: JsonOption) -> click.Group:
     def current(env: Env, check: bool, as_json: bool) -> None:
         """Show the schema revision of the database and the one this version needs."""
         db = env.db(check_schema=False)
+        _refuse_damaged(env, db)
         revision: str | None = db.store.schema_revision()
         head = head_revision()
-        up_to_date = revision == head
+        state = schema_state(revision, head)
         if as_json:
-            emit_json({"current": revision, "head": head, "up_to_date": up_to_date})
+            emit_json(
+                {"current": revision, "head": head, "up_to_date": state is Schema.CURRENT,
+                 "state": str(state)}
+            )  # fmt: skip
+        elif state is Schema.CURRENT:
+            click.echo(f"{revision} (head {head}; up to date)")
         else:
-            state = "up to date" if up_to_date else "behind: run `sessions db upgrade`"
-            click.echo(f"{revision or '(empty)'} (head {head}; {state})")
-        if check and not up_to_date:
-            raise CliError(f"schema at {revision}, not {head}", ExitCode.SCHEMA)
+            click.echo(schema_message(revision, head))
+        if check and state is not Schema.CURRENT:
+            raise CliError(schema_message(revision, head), ExitCode.SCHEMA)
 
     @db_group.command("downgrade")
     @click.argument("revision")
@@ -358,6 +279,6 @@ def register(group: click.Group, json_option: JsonOption) -> None:
     for action in _LIFECYCLE:
         group.add_command(_lifecycle_command(action, json_option))
     group.add_command(_delete_command(json_option))
-    group.add_command(_purge_command(json_option))
+    group.add_command(purge_command(json_option))
     group.add_command(_stats_command(json_option))
     group.add_command(_db_group(json_option))
