@@ -47,6 +47,7 @@ def create_session_manager(
     pg_pool_size: int = 5,
     pg_application_name: str | None = None,
     pg_prepared_statements: bool = True,
+    autostart: bool = True,
 ) -> SessionManager:
     """Open the session store and start a manager on it.
 
@@ -60,8 +61,8 @@ def create_session_manager(
             for several processes. Migrations are applied on a fresh or older database.
         session_ttl: an active session idle for longer is expired by the sweep;
             ``timedelta.max`` (or ``float("inf")``, or 100 years or more): never.
-        cleanup_interval: seconds between sweeps once :meth:`SessionManager.start` ran
-            (at least 0.01, at most 100 years).
+        cleanup_interval: seconds between sweeps, from creation (see ``autostart``; at
+            least 0.01, at most 100 years).
         clock: returns the current aware UTC datetime; inject one in tests.
         instance_id: this manager's name as a lease owner (default: random); a printable
             str of 1 to 64 characters.
@@ -103,6 +104,10 @@ def create_session_manager(
         pg_prepared_statements: PostgreSQL: prepare the hot statements once per
             connection (default). Turn it off behind PgBouncer in transaction mode, which
             hands each transaction to any server connection.
+        autostart: run the housekeeping (lease renewals, restarts, and every
+            ``cleanup_interval`` the sweep) on a thread from creation, without
+            ``await manager.start()`` (default). ``False``: nothing runs until
+            ``start()``; tests then call ``sweep()`` themselves.
 
     Raises:
         InvalidArgument: a bad URL or setting; nothing was created.
@@ -129,6 +134,7 @@ def create_session_manager(
         "restart_backoff_max": restart_backoff_max,
         "runtime_factory": runtime_factory,
         "runtime_closer": runtime_closer,
+        "autostart": autostart,
     }
     # Before Database.open: a refused setting leaves nothing behind, not even a file.
     checked = check_options(**settings)

@@ -26,13 +26,13 @@ from actors._clock import Clock
 from actors._documents import info_dict, listing_dict, state_dict
 from actors._errors import ManagerClosed
 from actors._exit_hook import register_exit_hook
+from actors._housekeeping import Housekeeping
 from actors._mailbox import ask_inline
 from actors._messages import ActorGone, Save, Transition
 from actors._metrics import CheckpointTimings
 from actors._runtime import RuntimeCloser, RuntimeFactory
 from actors._settings import Settings, check_options
 from actors._supervisor import SessionSupervisor
-from actors._ticker import Ticker
 from actors._validate import Duration, require_optional_str, require_step, require_str
 from persistence import (
     SESSION_STATUSES,
@@ -99,6 +99,7 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
         restart_backoff_max: Duration = timedelta(seconds=60),
         runtime_factory: RuntimeFactory | None = None,
         runtime_closer: RuntimeCloser | None = None,
+        autostart: bool = True,
     ) -> None:
         options = check_options(
             instance_id=instance_id,
@@ -117,12 +118,11 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
             restart_backoff_max=restart_backoff_max,
             runtime_factory=runtime_factory,
             runtime_closer=runtime_closer,
+            autostart=autostart,
         )
         self._settings = Settings.of(db, options)
         self._db = db
         self._cleanup_interval = options.cleanup_interval
-        self._sweeping = False
-        self._last_sweep = 0.0
         self._closed = False
         self._close_lock = threading.Lock()
         self._supervisor_ref = SessionSupervisor.start(self._settings)
@@ -133,10 +133,14 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
         self._ref_recheck = min(options.idle_timeout / 4, _REF_RECHECK)
         # At least MIN_TICK_SECONDS: both settings were checked for that.
         interval = min(options.cleanup_interval, options.lease_ttl.total_seconds() / 3)
-        self._ticker = Ticker(interval, self._tick, name="session-supervisor-ticker")
-        self._ticker.start()
-        self._elapsed = 0.0
-        self._tick_interval = interval
+        self._housekeeping = Housekeeping(
+            self._supervisor,
+            cleanup_interval=options.cleanup_interval,
+            tick_interval=interval,
+            autostart=options.autostart,
+        )
+        self._ticker = self._housekeeping.ticker
+        self._tick = self._housekeeping.tick  # one tick by hand (tests with autostart=False)
         self._checkpoint_timings = CheckpointTimings()
         register_exit_hook(self)
         log.info("manager.opened", instance_id=self.instance_id, database=db.url)
@@ -222,28 +226,22 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
             refs.clear()  # mostly passivated actors by now; live ones come back on use
         refs[session_id] = (ref, now)
 
-    def _tick(self) -> None:
-        if self._closed:
-            return
-        self._supervisor.renew_leases()
-        self._supervisor.restart_due()
-        self._elapsed += self._tick_interval
-        if self._sweeping and self._elapsed >= self._cleanup_interval:
-            self._elapsed = 0.0
-            self._supervisor.sweep()
-
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        """Start the periodic cleanup (every ``cleanup_interval`` seconds)."""
+        """Run the periodic cleanup (every ``cleanup_interval`` seconds).
+
+        It already runs from creation unless the manager was made with ``autostart=False``;
+        calling this again changes nothing (one ticker per manager).
+        """
         self._check_open()
-        self._sweeping = True
-        log.info("manager.started", cleanup_interval=self._cleanup_interval)
+        if self._housekeeping.start():
+            log.info("manager.started", cleanup_interval=self._cleanup_interval)
 
     async def stop(self) -> None:
-        """Stop the periodic cleanup (sessions stay live; see :meth:`close`)."""
-        self._sweeping = False
-        log.info("manager.stopped")
+        """Pause the periodic cleanup (sessions stay live, leases renewed; see :meth:`close`)."""
+        if self._housekeeping.pause():
+            log.info("manager.stopped")
 
     def sweep(self) -> dict[str, int]:
         """Run one cleanup pass now.
@@ -267,7 +265,7 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
             if self._closed:
                 return
             self._closed = True
-        self._ticker.stop()
+        self._housekeeping.close()
         timeout = self._settings.call_timeout
         try:
             self._supervisor.shutdown(timeout).get(timeout=timeout * 2)
