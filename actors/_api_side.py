@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from actors._approvals_wait import ApprovalWaits
 from actors._validate import require_optional_str, require_seconds, require_str
 from persistence import APPROVAL_RESOLUTIONS, ApprovalRecord, InvalidArgument, _json
 
@@ -18,13 +19,19 @@ if TYPE_CHECKING:
 log = structlog.get_logger("actors.manager")
 
 
-def _approval_dict(record: ApprovalRecord) -> dict[str, Any]:
+def _expired(record: ApprovalRecord, now: datetime) -> bool:
+    """Pending past its deadline: the sweep will mark it so; it reads so at once."""
+    return record.status == "pending" and record.expires_at is not None and record.expires_at < now
+
+
+def _approval_dict(record: ApprovalRecord, now: datetime) -> dict[str, Any]:
+    # resolve_approval refuses the same requests, on the same clock (expires_at < now).
     return {
         "approval_id": record.approval_id,
         "session_id": record.session_id,
         "approval_type": record.approval_type,
         "context": record.context,
-        "status": record.status,
+        "status": "expired" if _expired(record, now) else record.status,
         "resolution": record.resolution,
         "result": record.result,
         "created_at": record.created_at.isoformat(),
@@ -33,7 +40,7 @@ def _approval_dict(record: ApprovalRecord) -> dict[str, Any]:
     }
 
 
-class SideTables:
+class SideTables(ApprovalWaits):
     """Approvals (human in the loop) and connections (heartbeats) of sessions."""
 
     _settings: Settings
@@ -118,6 +125,8 @@ class SideTables:
         resolved: bool = self._open_store().resolve_approval(
             approval_id, resolution, result_json, self._now()
         )
+        if resolved:
+            self._approval_waiters.notify(approval_id)
         record: ApprovalRecord | None = self._open_store().get_approval(approval_id)
         log.info("approval.resolved" if resolved else "approval.late", approval_id=approval_id,
                  session_id=record.session_id if record is not None else None,
@@ -125,18 +134,24 @@ class SideTables:
         return resolved
 
     def get_approval(self, approval_id: str) -> dict[str, Any] | None:
-        """An approval request as a dict, or ``None`` if it does not exist."""
+        """An approval request as a dict, or ``None`` if it does not exist.
+
+        Its ``status`` is ``pending``, ``resolved`` (see ``resolution``), ``expired``
+        (past its deadline unanswered: so from the deadline on, before any sweep) or
+        ``cancelled`` (its session ended first).
+        """
         self._check_open()
         approval_id = require_str("approval_id", approval_id)
         record: ApprovalRecord | None = self._open_store().get_approval(approval_id)
-        return None if record is None else _approval_dict(record)
+        return None if record is None else _approval_dict(record, self._now())
 
     def list_pending_approvals(self, session_id: str) -> list[dict[str, Any]]:
-        """The pending approval requests of a session, oldest first."""
+        """The pending approval requests of a session, oldest first (none past its deadline)."""
         self._check_open()
         session_id = require_str("session_id", session_id)
         records: list[ApprovalRecord] = self._open_store().pending_approvals(session_id)
-        return [_approval_dict(record) for record in records]
+        now = self._now()
+        return [_approval_dict(record, now) for record in records if not _expired(record, now)]
 
     # ------------------------------------------------------------------ connections
 

@@ -266,6 +266,7 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
                 return
             self._closed = True
         self._housekeeping.close()
+        self._approval_waiters.notify_all()  # each raises ManagerClosed
         timeout = self._settings.call_timeout
         try:
             self._supervisor.shutdown(timeout).get(timeout=timeout * 2)

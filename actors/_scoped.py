@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -258,6 +259,20 @@ class UserScope:
         self._check(session_id)
         return self._manager.list_pending_approvals(session_id)
 
+    def wait_for_approval(
+        self, approval_id: str, timeout: float | timedelta | None
+    ) -> dict[str, Any]:
+        """``SessionManager.wait_for_approval`` for a request of this user's sessions."""
+        self._owned_approval(approval_id)
+        return self._manager.wait_for_approval(approval_id, timeout)
+
+    def _owned_approval(self, approval_id: str) -> dict[str, Any]:
+        """This user's request, or ``ApprovalNotFound`` / ``AccessDenied``."""
+        approval = self.get_approval(approval_id)
+        if approval is None:
+            raise ApprovalNotFound(approval_id)
+        return approval
+
     # ------------------------------------------------------------------ async twins
 
     async def _in_thread(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -360,6 +375,13 @@ class UserScope:
         """Async twin of ``get_approval``."""
         result: dict[str, Any] | None = await self._in_thread(self.get_approval, approval_id)
         return result
+
+    async def await_for_approval(
+        self, approval_id: str, timeout: float | timedelta | None
+    ) -> dict[str, Any]:
+        """Async twin of ``wait_for_approval``."""
+        await self._in_thread(self._owned_approval, approval_id)
+        return await self._manager.await_for_approval(approval_id, timeout)
 
 
 class _CheckedAsyncWork(AbstractAsyncContextManager["UnitOfWork"]):
