@@ -469,10 +469,14 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
     def load(self, session_id: str) -> dict[str, Any]:
         """The whole state of a session in any status, as the seed's dict (+ extra keys).
 
+        Ready for ``json.dumps``: ``created_at`` and ``updated_at`` are ISO-8601 strings,
+        as in ``info()`` and ``sessions()`` (``load_session_state`` keeps datetimes).
+
         Raises:
             SessionNotFound: it does not exist.
         """
-        return self._stored_state(session_id)
+        state = self._stored_state(session_id)
+        return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in state.items()}
 
     def _stored_state(self, session_id: str) -> dict[str, Any]:
         """The whole stored state with the seed's keys and types (datetimes), any status.
