@@ -38,7 +38,7 @@ def memory_uri() -> str:
 
 
 def _refuse(path: Path, why: str) -> StoreUnavailable:
-    return StoreUnavailable(f"cannot open the SQLite database {path}: {why}")
+    return StoreUnavailable(f"cannot open the session store at {path}: {why}")
 
 
 def check_file(database: str) -> None:
@@ -71,4 +71,6 @@ def check_file(database: str) -> None:
         finally:
             probe.close()
     except sqlite3.Error as exc:
-        raise _refuse(path, f"{exc}; give a writable file path") from None
+        raise _refuse(
+            path, f"SQLite says {exc!s}; give a writable SQLite file, or a new file's path"
+        ) from None

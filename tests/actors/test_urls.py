@@ -84,7 +84,7 @@ def _bad_paths(tmp_path: Path) -> dict[str, tuple[str, Path, str]]:
     return {
         "missing directory": ("nodir/s.db", tmp_path / "nodir" / "s.db", "mkdir -p"),
         "a directory": (".", tmp_path, "is a directory"),
-        "not writable": ("/proc/sessions.db", Path("/proc/sessions.db"), "writable"),
+        "not writable": ("/proc/sessions.db", Path("/proc/sessions.db"), "writable SQLite file"),
     }
 
 
