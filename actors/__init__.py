@@ -11,7 +11,9 @@ from actors._clock import Clock, ManualClock, utc_now
 from actors._errors import (
     AccessDenied,
     ApprovalClosed,
+    ApprovalExpired,
     ApprovalNotFound,
+    ApprovalTimeout,
     InvalidArgument,
     InvalidTransition,
     ManagerClosed,
@@ -44,7 +46,9 @@ from actors._work import UnitOfWork
 __all__ = [
     "AccessDenied",
     "ApprovalClosed",
+    "ApprovalExpired",
     "ApprovalNotFound",
+    "ApprovalTimeout",
     "Clock",
     "InvalidArgument",
     "InvalidTransition",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -15,14 +15,20 @@ from persistence import APPROVAL_RESOLUTIONS, ApprovalRecord, InvalidArgument, _
 log = structlog.get_logger("actors.manager")
 
 
-def approval_dict(record: ApprovalRecord) -> dict[str, Any]:
+def _expired(record: ApprovalRecord, now: datetime) -> bool:
+    """Pending past its deadline: the sweep will mark it so; it reads so at once."""
+    return record.status == "pending" and record.expires_at is not None and record.expires_at < now
+
+
+def approval_dict(record: ApprovalRecord, now: datetime) -> dict[str, Any]:
     """An approval as the API returns it (times as ISO-8601 strings)."""
+    # resolve_approval refuses the same requests, on the same clock (expires_at < now).
     return {
         "approval_id": record.approval_id,
         "session_id": record.session_id,
         "approval_type": record.approval_type,
         "context": record.context,
-        "status": record.status,
+        "status": "expired" if _expired(record, now) else record.status,
         "resolution": record.resolution,
         "result": record.result,
         "created_at": record.created_at.isoformat(),
@@ -74,6 +80,8 @@ def resolve(core: Core, approval_id: str, resolution: str, result: Any) -> bool:
         )
     result_json = _json.encode(result, "result", core.settings.max_state_bytes)
     resolved: bool = core.store().resolve_approval(approval_id, resolution, result_json, core.now())
+    if resolved:
+        core.approval_waiters.notify(approval_id)
     record: ApprovalRecord | None = core.store().get_approval(approval_id)
     log.info("approval.resolved" if resolved else "approval.late", approval_id=approval_id,
              session_id=record.session_id if record is not None else None,
@@ -86,12 +94,13 @@ def get(core: Core, approval_id: str) -> dict[str, Any] | None:
     core.check_open()
     approval_id = require_str("approval_id", approval_id)
     record: ApprovalRecord | None = core.store().get_approval(approval_id)
-    return None if record is None else approval_dict(record)
+    return None if record is None else approval_dict(record, core.now())
 
 
 def pending(core: Core, session_id: str) -> list[dict[str, Any]]:
-    """The pending requests of a session, oldest first."""
+    """The pending requests of a session, oldest first (none past its deadline)."""
     core.check_open()
     session_id = require_str("session_id", session_id)
     records: list[ApprovalRecord] = core.store().pending_approvals(session_id)
-    return [approval_dict(record) for record in records]
+    now = core.now()
+    return [approval_dict(record, now) for record in records if not _expired(record, now)]

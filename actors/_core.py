@@ -15,13 +15,14 @@ import pykka
 import structlog
 
 from actors._errors import ManagerClosed
+from actors._housekeeping import Housekeeping
 from actors._mailbox import ask_inline
 from actors._messages import ActorGone
 from actors._metrics import CheckpointTimings
 from actors._settings import Options, Settings
 from actors._supervisor import SessionSupervisor
-from actors._ticker import Ticker
 from actors._twins import AsyncPool
+from actors._waiters import ApprovalWaiters
 from persistence import (
     Database,
     SessionNotFound,
@@ -47,13 +48,14 @@ class Core:
         supervisor: a proxy of the supervisor actor.
         checkpoint_timings: latencies of the latest checkpoints, for ``stats()``.
         async_pool: the threads behind the ``a``-prefixed twins.
+        approval_waiters: who waits for which approval (woken by ``resolve_approval``).
+        housekeeping: lease renewals, restarts and the periodic sweep, on a thread.
     """
 
     def __init__(self, db: Database, options: Options) -> None:
         self.settings = Settings.of(db, options)
         self.db = db
         self.cleanup_interval = options.cleanup_interval
-        self.sweeping = False
         self._closed = False
         self._close_lock = threading.Lock()
         self.supervisor_ref = SessionSupervisor.start(self.settings)
@@ -62,13 +64,17 @@ class Core:
         # is re-checked with the supervisor (which keeps the LRU order) after _REF_RECHECK.
         self._refs: dict[str, tuple[pykka.ActorRef[Any], datetime]] = {}
         self._ref_recheck = min(options.idle_timeout / 4, _REF_RECHECK)
-        # At least MIN_TICK_SECONDS: both settings were checked for that.
-        interval = min(options.cleanup_interval, options.lease_ttl.total_seconds() / 3)
-        self.ticker = Ticker(interval, self.tick, name="session-supervisor-ticker")
-        self._elapsed = 0.0
         self.checkpoint_timings = CheckpointTimings()
         self.async_pool = AsyncPool(self.check_open)
-        self.ticker.start()
+        self.approval_waiters = ApprovalWaiters()
+        # At least MIN_TICK_SECONDS: both settings were checked for that.
+        interval = min(options.cleanup_interval, options.lease_ttl.total_seconds() / 3)
+        self.housekeeping = Housekeeping(
+            self.supervisor,
+            cleanup_interval=options.cleanup_interval,
+            tick_interval=interval,
+            autostart=options.autostart,
+        )
 
     @property
     def instance_id(self) -> str:
@@ -152,17 +158,6 @@ class Core:
             refs.clear()  # mostly passivated actors by now; live ones come back on use
         refs[session_id] = (ref, now)
 
-    def tick(self) -> None:
-        """One beat of housekeeping: renew leases, restart crashed actors, sweep if due."""
-        if self._closed:
-            return
-        self.supervisor.renew_leases()
-        self.supervisor.restart_due()
-        self._elapsed += self.ticker.interval
-        if self.sweeping and self._elapsed >= self.cleanup_interval:
-            self._elapsed = 0.0
-            self.supervisor.sweep()
-
     def sweep(self) -> dict[str, int]:
         """Run one cleanup pass now; return its counts."""
         self.check_open()
@@ -175,7 +170,8 @@ class Core:
             if self._closed:
                 return
             self._closed = True
-        self.ticker.stop()
+        self.housekeeping.close()
+        self.approval_waiters.notify_all()  # each raises ManagerClosed
         timeout = self.settings.call_timeout
         try:
             self.supervisor.shutdown(timeout).get(timeout=timeout * 2)

@@ -15,7 +15,7 @@ def _iso(value: datetime | None) -> str | None:
 def state_dict(document: SessionDocument) -> dict[str, Any]:
     """A whole stored session as the seed's ``load_session_state`` dict (+ extra keys).
 
-    This is also what a ``runtime_factory`` receives.
+    Its times are datetimes, as the seed's callers expect; see :func:`json_state_dict`.
     """
     state = document.state
     return {
@@ -35,6 +35,18 @@ def state_dict(document: SessionDocument) -> dict[str, Any]:
         "name": document.name,
         "message_count": state.message_count,
     }
+
+
+def json_state_dict(document: SessionDocument) -> dict[str, Any]:
+    """:func:`state_dict` ready for ``json.dumps``: times as ISO-8601 strings.
+
+    The typed ``load()`` returns this, as ``info()`` and ``sessions()`` do; so does a
+    ``runtime_factory`` receive it.
+    """
+    state = state_dict(document)
+    state["created_at"] = _iso(state["created_at"])
+    state["updated_at"] = _iso(state["updated_at"])
+    return state
 
 
 def info_dict(summary: SessionSummary) -> dict[str, Any]:

@@ -50,10 +50,31 @@ class ManagerClosed(StoreUnavailable):
         super().__init__(message)
 
 
+class ApprovalExpired(ApprovalClosed):
+    """The approval request passed its deadline unanswered; it can no longer be resolved."""
+
+    def __init__(self, approval_id: str) -> None:
+        super().__init__(approval_id, "expired")
+
+
+class ApprovalTimeout(SessionSupervisorError, TimeoutError):
+    """``wait_for_approval`` gave up: nobody answered in time; the request is still pending."""
+
+    def __init__(self, approval_id: str, timeout: float) -> None:
+        super().__init__(
+            f"approval request {approval_id!r} was not answered within {timeout:g}s;"
+            " it is still pending: wait again, or go on without it"
+        )
+        self.approval_id = approval_id
+        self.timeout = timeout
+
+
 __all__ = [
     "AccessDenied",
     "ApprovalClosed",
+    "ApprovalExpired",
     "ApprovalNotFound",
+    "ApprovalTimeout",
     "InvalidArgument",
     "InvalidTransition",
     "ManagerClosed",

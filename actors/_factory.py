@@ -41,8 +41,8 @@ def create_session_manager(
             for several processes. Migrations are applied on a fresh or older database.
         session_ttl: an active session idle for longer (default 24 h) is expired;
             ``timedelta.max`` (or ``float("inf")``, or 100 years or more): never.
-        cleanup_interval: seconds between sweeps (default 60) once
-            :meth:`SessionManager.start` ran (at least 0.01, at most 100 years).
+        cleanup_interval: seconds between sweeps (default 60), from creation (see
+            ``autostart``; at least 0.01, at most 100 years).
         clock: returns the current aware UTC datetime; inject one in tests.
         instance_id: this manager's name as a lease owner (default: random); a printable
             str of 1 to 64 characters.
@@ -86,6 +86,10 @@ def create_session_manager(
         pg_prepared_statements: PostgreSQL: prepare the hot statements once per
             connection (default). Turn it off behind PgBouncer in transaction mode, which
             hands each transaction to any server connection.
+        autostart: run the housekeeping (lease renewals, restarts, and every
+            ``cleanup_interval`` the sweep) on a thread from creation, without
+            ``await manager.start()`` (default). ``False``: nothing runs until
+            ``start()``; tests then call ``sweep()`` themselves.
 
     Raises:
         InvalidArgument: a bad URL or setting; nothing was created.

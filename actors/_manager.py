@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Self, Unpack
 
 import structlog
 
-from actors import _approvals, _connections, _introspect, _seed, _typed, _work
+from actors import _approvals, _approvals_wait, _connections, _introspect, _seed, _typed, _work
 from actors._core import Core
 from actors._exit_hook import register_exit_hook
 from actors._messages import LiveState
@@ -94,23 +94,27 @@ class SessionManager:
 
     @property
     def _ticker(self) -> Ticker:
-        return self._core.ticker
+        return self._core.housekeeping.ticker
 
     def _tick(self) -> None:
-        self._core.tick()
+        self._core.housekeeping.tick()  # one tick by hand (tests with autostart=False)
 
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        """Start the periodic cleanup (every ``cleanup_interval`` seconds)."""
+        """Run the periodic cleanup (every ``cleanup_interval`` seconds).
+
+        It already runs from creation unless the manager was made with ``autostart=False``;
+        calling this again changes nothing (one ticker per manager).
+        """
         self._core.check_open()
-        self._core.sweeping = True
-        log.info("manager.started", cleanup_interval=self._core.cleanup_interval)
+        if self._core.housekeeping.start():
+            log.info("manager.started", cleanup_interval=self._core.cleanup_interval)
 
     async def stop(self) -> None:
-        """Stop the periodic cleanup (sessions stay live; see :meth:`close`)."""
-        self._core.sweeping = False
-        log.info("manager.stopped")
+        """Pause the periodic cleanup (sessions stay live, leases renewed; see :meth:`close`)."""
+        if self._core.housekeeping.pause():
+            log.info("manager.stopped")
 
     def sweep(self) -> dict[str, int]:
         """Run one cleanup pass now; return its counts (``sessions_expired`` ...)."""
@@ -291,8 +295,12 @@ class SessionManager:
         _typed.delete(self._core, session_id)
 
     def load(self, session_id: str) -> dict[str, Any]:
-        """The whole state of a session in any status (``SessionNotFound``)."""
-        return _typed.stored_state(self._core, session_id)
+        """The whole state of a session in any status (``SessionNotFound``), JSON-ready.
+
+        Times are ISO-8601 strings, as in ``info()`` and ``sessions()``
+        (``load_session_state`` keeps the seed's datetimes).
+        """
+        return _typed.json_ready(_typed.stored_state(self._core, session_id))
 
     def info(self, session_id: str) -> dict[str, Any]:
         """A session's summary: ``get_session_info``'s dict and more (``SessionNotFound``)."""
@@ -378,12 +386,37 @@ class SessionManager:
         return _approvals.resolve(self._core, approval_id, resolution, result)
 
     def get_approval(self, approval_id: str) -> dict[str, Any] | None:
-        """An approval request as a dict, or ``None`` if it does not exist."""
+        """An approval request as a dict, or ``None`` if it does not exist.
+
+        Its ``status``: ``pending``, ``resolved`` (see ``resolution``), ``expired`` (past
+        its deadline unanswered, before any sweep) or ``cancelled`` (its session ended).
+        """
         return _approvals.get(self._core, approval_id)
 
     def list_pending_approvals(self, session_id: str) -> list[dict[str, Any]]:
-        """The pending approval requests of a session, oldest first."""
+        """The pending approval requests of a session, oldest first (none past its deadline)."""
         return _approvals.pending(self._core, session_id)
+
+    def wait_for_approval(
+        self, approval_id: str, timeout: float | timedelta | None
+    ) -> dict[str, Any]:
+        """Block until a human answers the request; return it (``get_approval``'s dict).
+
+        An answer in this process wakes the waiter at once; one from another process is
+        seen within a second. ``timeout``: seconds (or a timedelta); ``None``: no limit.
+
+        Raises:
+            ApprovalTimeout: nobody answered in time (it is still pending).
+            ApprovalExpired: past its deadline. ApprovalClosed: cancelled.
+            ApprovalNotFound, ManagerClosed.
+        """
+        return _approvals_wait.wait(self._core, approval_id, timeout)
+
+    async def await_for_approval(
+        self, approval_id: str, timeout: float | timedelta | None
+    ) -> dict[str, Any]:
+        """Async twin of ``wait_for_approval``: the event loop runs while it waits."""
+        return await _approvals_wait.await_answer(self._core, approval_id, timeout)
 
     # ------------------------------------------------------------------ connections
 

@@ -11,6 +11,7 @@ import functools
 import inspect
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Self, TypeVar, overload
 
 import structlog
@@ -221,6 +222,14 @@ class UserScope:
     request_approval = _session(lambda m: m.request_approval)
     list_pending_approvals = _session(lambda m: m.list_pending_approvals)
     get_approval = _approval(lambda m: m.get_approval)
+    wait_for_approval = _approval(lambda m: m.wait_for_approval)
+
+    async def await_for_approval(
+        self, approval_id: str, timeout: float | timedelta | None
+    ) -> dict[str, Any]:
+        """Async twin of ``wait_for_approval`` (the owner check runs off the loop)."""
+        await self.async_pool.run(functools.partial(self._check_approval, approval_id))
+        return await self.manager.await_for_approval(approval_id, timeout)
 
     def resolve_approval(self, approval_id: str, resolution: str, result: Any = None) -> bool:
         """``SessionManager.resolve_approval`` of a request of this user's sessions."""

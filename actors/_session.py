@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import pykka
 import structlog
 
-from actors._documents import state_dict
+from actors._documents import json_state_dict
 from actors._mailbox import QuickActor
 from actors._messages import ActorGone, Describe, LiveState, Passivate, Save, Transition, Warm
 from actors._runtime import DiscardRuntime, RunInActor, RuntimeSlot, UseRuntime
@@ -218,7 +218,7 @@ class SessionActor(QuickActor):
         if document is None:
             self._leave("deleted elsewhere")
             raise SessionNotFound(self.session_id)
-        return state_dict(document)
+        return json_state_dict(document)
 
     def _describe(self) -> LiveState:
         state = self._loaded()

@@ -45,6 +45,7 @@ class ManagerOptions(TypedDict, total=False):
     restart_backoff_max: Duration
     runtime_factory: RuntimeFactory | None
     runtime_closer: RuntimeCloser | None
+    autostart: bool
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class Options:
     restart_backoff: timedelta
     restart_backoff_max: timedelta
     runtimes: RuntimeSpec | None
+    autostart: bool = True
 
 
 def check_options(
@@ -86,6 +88,7 @@ def check_options(
     restart_backoff_max: Any = timedelta(seconds=60),
     runtime_factory: RuntimeFactory | None = None,
     runtime_closer: RuntimeCloser | None = None,
+    autostart: Any = True,
 ) -> Options:
     """Check every setting of a manager, before anything is opened or started.
 
@@ -96,6 +99,8 @@ def check_options(
     Raises:
         InvalidArgument: a setting of the wrong type or out of range; it is named.
     """
+    if not isinstance(autostart, bool):
+        raise InvalidArgument(f"autostart must be True or False, not {autostart!r}")
     if clock is not None and not callable(clock):
         raise InvalidArgument(f"clock must be callable, not {type(clock).__name__}")
     cleanup = require_duration("cleanup_interval", cleanup_interval, minimum=MIN_TICK_SECONDS)
@@ -120,6 +125,7 @@ def check_options(
             "restart_backoff_max", restart_backoff_max, allow_zero=True
         ),
         runtimes=RuntimeSpec.from_arguments(runtime_factory, runtime_closer),
+        autostart=autostart,
     )
 
 

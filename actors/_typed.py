@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -155,6 +156,11 @@ def stored_state(core: Core, session_id: str) -> dict[str, Any]:
     if document is None:
         raise SessionNotFound(session_id)
     return state_dict(document)
+
+
+def json_ready(state: dict[str, Any]) -> dict[str, Any]:
+    """``state`` with its datetimes as ISO-8601 strings (``load()``'s dict)."""
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in state.items()}
 
 
 def info(core: Core, session_id: str) -> dict[str, Any]:

@@ -20,10 +20,10 @@ from typing import Any
 class RawAppendStore:
     """The seed's create and save, as bare append-only SQL on one file."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, synchronous: str = "NORMAL") -> None:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._db.execute(
             "CREATE TABLE states (id TEXT PRIMARY KEY, context TEXT, phase TEXT, step INTEGER,"
             " version INTEGER, messages INTEGER)"
@@ -87,8 +87,8 @@ class RawGroupCommitStore(RawAppendStore):
     fencing, no error handling: what group commit alone reaches from Python threads here.
     """
 
-    def __init__(self, path: str) -> None:
-        super().__init__(path)
+    def __init__(self, path: str, synchronous: str = "NORMAL") -> None:
+        super().__init__(path, synchronous)
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._lock = threading.Lock()  # guards _stored between caller threads
         self.commits = 0

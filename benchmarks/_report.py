@@ -37,7 +37,8 @@ def render(results: dict[str, Any]) -> str:
         "- every save is the seed's `save_session_state(sid, full_history, context, phase, "
         "step)`; workload of ../shared/peer-bench (2 x ~500-byte messages + 20-key context per "
         "step); times are wall clock of that call",
-        "- ours: SQLite WAL, synchronous=NORMAL, acknowledged after commit; naive: the seed's "
+        f"- ours: SQLite WAL, synchronous={meta.get('synchronous', 'NORMAL')}, acknowledged"
+        " after commit; naive: the seed's "
         "way (SQLAlchemy ORM, whole history rewritten per save, engine defaults: rollback "
         "journal, synchronous=FULL)",
         "",

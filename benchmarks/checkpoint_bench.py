@@ -82,6 +82,12 @@ MODES = {
 }  # fmt: skip
 
 
+class Durability:
+    """The ``synchronous`` level of ours and of the raw floors in this run (``--synchronous``)."""
+
+    synchronous = "NORMAL"
+
+
 class Contender:
     """One way of saving: ours (the manager) or the naive store, on one file."""
 
@@ -91,11 +97,15 @@ class Contender:
         self.manager: SessionManager | None = None
         self.naive: NaiveStore | RawAppendStore | None = None
         if kind == "ours":
-            self.manager = create_session_manager(f"sqlite:///{path}", max_live=100_000)
+            self.manager = create_session_manager(
+                f"sqlite:///{path}",
+                max_live=100_000,
+                sqlite_synchronous=Durability.synchronous,  # type: ignore[arg-type]
+            )
         elif kind == "raw":
-            self.naive = RawAppendStore(str(path))
+            self.naive = RawAppendStore(str(path), Durability.synchronous)
         elif kind == "raw-group":
-            self.naive = RawGroupCommitStore(str(path))
+            self.naive = RawGroupCommitStore(str(path), Durability.synchronous)
         else:
             self.naive = NaiveStore(str(path))
 
@@ -479,6 +489,7 @@ def run(
         "mt_sessions": mode.mt_sessions,
         "mt_steps": mode.mt_steps,
         "payload_bytes": round(_payload_bytes(wl), 1),
+        "synchronous": Durability.synchronous,
     }
     results: dict[str, Any] = {"meta": meta}
     for kind in ("ours", "naive"):
@@ -517,7 +528,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=None, help="where databases go")
     parser.add_argument("--no-postgres", action="store_true", help="skip the PostgreSQL rows")
     parser.add_argument("--pg-url", default=DEFAULT_ADMIN_URL, help="PostgreSQL admin database")
+    parser.add_argument(
+        "--synchronous",
+        type=str.upper,
+        choices=("NORMAL", "FULL"),
+        default="NORMAL",
+        help="SQLite synchronous level of ours and the raw floors (the naive way keeps FULL)",
+    )
     args = parser.parse_args(argv)
+    Durability.synchronous = args.synchronous
     mode = MODES["quick" if args.quick else "smoke" if args.smoke else "full"]
 
     def progress(text: str) -> None:
@@ -529,6 +548,8 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = f"{datetime.now(UTC):%Y-%m-%d}-{platform.node() or 'host'}-{mode.name}"
+    if args.synchronous != "NORMAL":
+        stem += f"-sync-{args.synchronous.lower()}"
     (args.out / f"{stem}.md").write_text(text)
     (args.out / f"{stem}.json").write_text(json.dumps(results, indent=1) + "\n")
     print(f"wrote {args.out / stem}.md and .json", file=sys.stderr)

@@ -28,12 +28,15 @@ def resolve_url(database_url: str | None) -> URL:
     """The URL to use: the argument, else ``$SESSIONS_DATABASE_URL``, else ``./sessions.db``.
 
     The driver name is dropped (``sqlite`` or ``postgresql`` remains); a string without
-    ``://`` is a SQLite file path.
+    ``://`` is a SQLite file path. ``:memory:``, ``sqlite://`` and ``sqlite:///:memory:``
+    name a new in-memory SQLite database (``sqlite:///:memory:``), one per store.
 
     Raises:
         InvalidArgument: the URL cannot be parsed or names an unsupported database.
     """
     raw = database_url or os.environ.get(DATABASE_URL_ENV) or DEFAULT_DATABASE_URL
+    if raw == ":memory:":
+        return URL.create("sqlite", database=":memory:")
     if "://" not in raw:
         return URL.create("sqlite", database=raw)
     try:
@@ -42,12 +45,8 @@ def resolve_url(database_url: str | None) -> URL:
         raise InvalidArgument(f"cannot parse database URL {raw!r}: {exc}") from None
     backend = url.get_backend_name()
     if backend == "sqlite":
-        if url.database in (None, "", ":memory:"):
-            msg = (
-                "an in-memory SQLite database cannot be shared by the store's connections;"
-                " give a file path, e.g. sqlite:///./sessions.db"
-            )
-            raise InvalidArgument(msg)
+        if url.database in (None, "", ":memory:"):  # one per store, shared by its threads
+            return URL.create("sqlite", database=":memory:")
         return url.set(drivername="sqlite")
     if backend in ("postgresql", "postgres"):
         return url.set(drivername="postgresql")

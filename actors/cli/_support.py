@@ -111,7 +111,7 @@ class Env:
             path = Path(url.database)
             if not path.exists():
                 raise CliError(
-                    f"no session database at {path} (check --database-url or"
+                    f"no session database at {path.absolute()} (check --database-url or"
                     " $SESSIONS_DATABASE_URL; `sessions db upgrade` creates a new one)",
                     ExitCode.UNAVAILABLE,
                 )

@@ -16,8 +16,10 @@ from typing import Any, ClassVar, Literal
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.engine import URL
+from sqlalchemy.pool import QueuePool
 
 from persistence._backend import Backend
+from persistence.sqlite._path import MEMORY_URL, check_file, is_memory, memory_uri
 from persistence.sqlite._walcheckpoint import FALLBACK_PAGES, WalCheckpointer
 
 SqliteSynchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
@@ -70,24 +72,38 @@ class SqliteBackend(Backend):
     ) -> None:
         sync_url = url.set(drivername="sqlite+pysqlite")
         settings: dict[str, Any] = {"synchronous": synchronous, "busy_timeout_ms": busy_timeout_ms}
-        write_engine = create_engine(
-            sync_url, pool_size=1, max_overflow=0, connect_args={"check_same_thread": False}
-        )
+        self._keeper: sqlite3.Connection | None = None
+        engine_options: dict[str, Any] = {"connect_args": {"check_same_thread": False}}
+        if is_memory(url.database):
+            # One in-memory database for the writer and every reader, kept alive by one
+            # connection held for the store's life (see persistence.sqlite._path).
+            self._database, self._uri = memory_uri(), True
+            self._keeper = sqlite3.connect(self._database, uri=True, check_same_thread=False)
+            engine_options = {"creator": self._connect_memory, "poolclass": QueuePool}
+        else:
+            self._database = str(url.database)
+            self._uri = str(url.query.get("uri", "")).lower() in ("1", "true")
+            if not self._uri:  # a file: URI is the caller's own business
+                check_file(self._database)
+        write_engine = create_engine(sync_url, pool_size=1, max_overflow=0, **engine_options)
         _configure(write_engine, begin="BEGIN IMMEDIATE", **settings)
         read_engine = create_engine(
-            sync_url,
-            pool_size=pool_size,
-            max_overflow=pool_size,
-            connect_args={"check_same_thread": False},
+            sync_url, pool_size=pool_size, max_overflow=pool_size, **engine_options
         )
         _configure(read_engine, begin="BEGIN", **settings)
         dialect = SQLiteDialect_pysqlite(paramstyle="named")
-        super().__init__(dialect, write_engine, read_engine, url.render_as_string())
-        assert url.database is not None  # noqa: S101 - resolve_url refuses in-memory databases
-        self._database = url.database
-        self._uri = str(url.query.get("uri", "")).lower() in ("1", "true")
+        shown = MEMORY_URL if self._keeper is not None else url.render_as_string()
+        super().__init__(dialect, write_engine, read_engine, shown)
         self._busy_timeout_ms = int(busy_timeout_ms)
         self._checkpointer = WalCheckpointer(write_engine)
+
+    def _connect_memory(self) -> sqlite3.Connection:
+        return sqlite3.connect(self._database, uri=True, check_same_thread=False)
+
+    @property
+    def in_memory(self) -> bool:
+        """Whether the database lives in this process's memory (gone when it closes)."""
+        return self._keeper is not None
 
     def connect_reader(self) -> sqlite3.Connection:
         """A read-only connection: it never takes the write lock nor waits for the writer."""
@@ -150,6 +166,8 @@ class SqliteBackend(Backend):
         self._checkpointer.start()
 
     def close(self) -> None:
-        """Stop the WAL checkpointer, dispose of the engines."""
+        """Stop the WAL checkpointer, dispose of the engines (an in-memory database goes)."""
         self._checkpointer.close()
         super().close()
+        if self._keeper is not None:
+            self._keeper.close()

@@ -318,6 +318,7 @@ def _manager_calls(sid: str, aid: str) -> dict[str, Callable[[SessionManager], A
         "asuspend_session": lambda m: m.asuspend_session(sid),
         "asweep": lambda m: m.asweep(),
         "aunit_of_work": lambda m: _aenter(m.aunit_of_work(sid)),
+        "await_for_approval": lambda m: m.await_for_approval(aid, 1),
         "checkpoint": lambda m: m.checkpoint(sid, history(2), {}, "p"),
         "complete": lambda m: m.complete(sid),
         "complete_session": lambda m: m.complete_session(sid),
@@ -357,6 +358,7 @@ def _manager_calls(sid: str, aid: str) -> dict[str, Callable[[SessionManager], A
         "sweep": lambda m: m.sweep(),
         "unit_of_work": lambda m: _enter(m.unit_of_work(sid)),
         "unregister_connection": lambda m: m.unregister_connection("task-1"),
+        "wait_for_approval": lambda m: m.wait_for_approval(aid, 1),
     }
 
 
@@ -390,6 +392,7 @@ def _scope_calls(sid: str, aid: str) -> dict[str, Callable[[UserScope], Any]]:
         "asessions": lambda s: s.asessions(),
         "asuspend_session": lambda s: s.asuspend_session(sid),
         "aunit_of_work": lambda s: _aenter(s.aunit_of_work(sid)),
+        "await_for_approval": lambda s: s.await_for_approval(aid, 1),
         "checkpoint": lambda s: s.checkpoint(sid, history(2), {}, "p"),
         "complete": lambda s: s.complete(sid),
         "complete_session": lambda s: s.complete_session(sid),
@@ -418,6 +421,7 @@ def _scope_calls(sid: str, aid: str) -> dict[str, Callable[[UserScope], Any]]:
         "suspend": lambda s: s.suspend(sid),
         "suspend_session": lambda s: s.suspend_session(sid),
         "unit_of_work": lambda s: _enter(s.unit_of_work(sid)),
+        "wait_for_approval": lambda s: s.wait_for_approval(aid, 1),
     }
 
 

@@ -96,14 +96,14 @@ class TestApprovalExpiry:
     def test_answer_after_deadline_is_refused_even_before_the_sweep(
         self, manager: SessionManager, clock: ManualClock
     ) -> None:
-        """The deadline holds by itself; the sweep only records it."""
+        """The deadline holds by itself, and reads as expired; the sweep only records it."""
         session_id = manager.create_session("copilot", {})
         approval_id = manager.request_approval(session_id, "tool", {}, timeout=timedelta(minutes=1))
         clock.advance(minutes=2)
         assert manager.resolve_approval(approval_id, "approved") is False
         approval = manager.get_approval(approval_id)
         assert approval is not None
-        assert approval["status"] == "pending"
+        assert approval["status"] == "expired"
 
     def test_answer_in_time_is_kept(self, manager: SessionManager, clock: ManualClock) -> None:
         """A resolved approval keeps its resolution and result; the sweep leaves it alone."""

@@ -42,9 +42,7 @@ class TestFactory:
         finally:
             first.close()
 
-    @pytest.mark.parametrize(
-        "url", ["sqlite://", "sqlite:///:memory:", "mysql://x/y", "://no-scheme"]
-    )
+    @pytest.mark.parametrize("url", ["mysql://x/y", "://no-scheme", "oracle://u@h/db"])
     def test_unusable_database_url_is_refused(self, url: str) -> None:
         """A clear InvalidArgument, before anything starts."""
         with pytest.raises(InvalidArgument):
