@@ -56,7 +56,9 @@ class Introspection:
             ``live_actors``; the supervisor's counters ``spawned``, ``rehydrations``,
             ``passivations``, ``restarts``, ``crashes``, ``expirations``,
             ``lease_takeovers`` (sessions taken from an owner whose lease lapsed),
-            ``leases_lost`` (taken from us) and ``sweeps``; ``checkpoints``,
+            ``leases_lost`` (taken from us), ``sweeps``, ``sweeps_skipped`` (periodic
+            sweeps left to another process that had just swept) and ``sessions_purged``
+            (deleted for being older than ``retention``); ``checkpoints``,
             ``checkpoints_failed``, ``checkpoint_p50_ms`` and ``checkpoint_p99_ms`` (the
             latest 1024 checkpoints, from the call until the commit; ``None`` before the
             first); and the store writer's ``writes_waiting``, ``write_batches``,

@@ -47,6 +47,7 @@ def create_session_manager(
     pg_pool_size: int = 5,
     pg_application_name: str | None = None,
     pg_prepared_statements: bool = True,
+    retention: Duration | None = None,
 ) -> SessionManager:
     """Open the session store and start a manager on it.
 
@@ -103,6 +104,9 @@ def create_session_manager(
         pg_prepared_statements: PostgreSQL: prepare the hot statements once per
             connection (default). Turn it off behind PgBouncer in transaction mode, which
             hands each transaction to any server connection.
+        retention: completed and expired sessions not updated for longer are deleted
+            with everything attached by the sweep, in batches (``None``, the default:
+            kept until ``sessions purge``).
 
     Raises:
         InvalidArgument: a bad URL or setting; nothing was created.
@@ -129,6 +133,7 @@ def create_session_manager(
         "restart_backoff_max": restart_backoff_max,
         "runtime_factory": runtime_factory,
         "runtime_closer": runtime_closer,
+        "retention": retention,
     }
     # Before Database.open: a refused setting leaves nothing behind, not even a file.
     checked = check_options(**settings)

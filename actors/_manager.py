@@ -99,6 +99,7 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
         restart_backoff_max: Duration = timedelta(seconds=60),
         runtime_factory: RuntimeFactory | None = None,
         runtime_closer: RuntimeCloser | None = None,
+        retention: Duration | None = None,
     ) -> None:
         options = check_options(
             instance_id=instance_id,
@@ -117,6 +118,7 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
             restart_backoff_max=restart_backoff_max,
             runtime_factory=runtime_factory,
             runtime_closer=runtime_closer,
+            retention=retention,
         )
         self._settings = Settings.of(db, options)
         self._db = db
@@ -230,7 +232,7 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
         self._elapsed += self._tick_interval
         if self._sweeping and self._elapsed >= self._cleanup_interval:
             self._elapsed = 0.0
-            self._supervisor.sweep()
+            self._supervisor.sweep(periodic=True)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -249,8 +251,8 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
         """Run one cleanup pass now.
 
         Returns:
-            Counts: ``sessions_expired``, ``approvals_expired``, ``connections_removed``
-            and ``passivated``.
+            Counts: ``sessions_expired``, ``approvals_expired``, ``connections_removed``,
+            ``passivated`` and ``sessions_purged`` (older than ``retention``).
         """
         self._check_open()
         result: dict[str, int] = self._supervisor.sweep().get(

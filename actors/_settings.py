@@ -41,6 +41,8 @@ class Options:
     restart_backoff: timedelta
     restart_backoff_max: timedelta
     runtimes: RuntimeSpec | None
+    #: Completed and expired sessions older than this are purged by the sweep (None: kept).
+    retention: timedelta | None = None
 
 
 def check_options(
@@ -61,6 +63,7 @@ def check_options(
     restart_backoff_max: Any,
     runtime_factory: RuntimeFactory | None,
     runtime_closer: RuntimeCloser | None,
+    retention: Any = None,
 ) -> Options:
     """Check every setting of a manager, before anything is opened or started.
 
@@ -95,6 +98,7 @@ def check_options(
             "restart_backoff_max", restart_backoff_max, allow_zero=True
         ),
         runtimes=RuntimeSpec.from_arguments(runtime_factory, runtime_closer),
+        retention=None if retention is None else require_duration("retention", retention),
     )
 
 
@@ -118,6 +122,8 @@ class Settings:
     runtimes: RuntimeSpec | None = None
     restart_backoff: timedelta = timedelta(seconds=1)
     restart_backoff_max: timedelta = timedelta(seconds=60)
+    cleanup_interval: float = 60.0
+    retention: timedelta | None = None
 
     @classmethod
     def of(cls, db: Database, options: Options) -> Settings:
@@ -138,6 +144,8 @@ class Settings:
             runtimes=options.runtimes,
             restart_backoff=options.restart_backoff,
             restart_backoff_max=options.restart_backoff_max,
+            cleanup_interval=options.cleanup_interval,
+            retention=options.retention,
         )
 
     def now(self) -> datetime:

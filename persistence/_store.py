@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection
 
-from persistence import _admin, _approvals, _connections, _lifecycle, _transfer
+from persistence import _admin, _approvals, _connections, _lifecycle, _sweep, _transfer
 from persistence._backend import Backend
 from persistence._errors import StoreUnavailable
 from persistence._migrate import current_revision, downgrade_op, upgrade_op
@@ -160,10 +160,35 @@ class Store:
         lost: set[str] = self.write(_lifecycle.renew_leases(owner, lease_until, epochs))
         return lost
 
-    def sweep(self, now: datetime, connection_cutoff: datetime) -> SweepCounts:
-        """Expire idle sessions and stale approvals, drop dead connections."""
-        counts: SweepCounts = self.write(_lifecycle.sweep(now, connection_cutoff))
-        return counts
+    def sweep(
+        self,
+        now: datetime,
+        connection_cutoff: datetime,
+        *,
+        sweeper: str | None = None,
+        unless_swept_within: float | None = None,
+        purge_before: datetime | None = None,
+        batch: int = _sweep.SWEEP_BATCH,
+    ) -> SweepCounts:
+        """Expire idle sessions and stale approvals, drop dead connections, in batches.
+
+        Args:
+            now: the sweep's time.
+            connection_cutoff: connections whose last heartbeat is older are dropped.
+            sweeper: claim the sweep for this owner first (see :func:`_sweep.claim`).
+            unless_swept_within: with ``sweeper``: do nothing (``skipped``) when another
+                process started a sweep less than this many seconds before ``now``.
+            purge_before: also delete completed and expired sessions not updated since.
+            batch: rows of each kind per transaction.
+        """
+        if sweeper is not None and not self.write(_sweep.claim(sweeper, now, unless_swept_within)):
+            return SweepCounts([], 0, 0, skipped=True)
+        total = SweepCounts([], 0, 0)
+        full = True
+        while full:
+            part, full = self.write(_sweep.sweep_batch(now, connection_cutoff, purge_before, batch))
+            total = _sweep.merge(total, part)
+        return total
 
     # ------------------------------------------------------------------ hot reads
 
