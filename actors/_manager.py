@@ -7,6 +7,7 @@ built from add the rest (``_api_seed``, ``_api_introspect``, ``_api_side``,
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
@@ -36,6 +37,7 @@ from actors._ticker import Ticker
 from actors._validate import Duration, require_optional_str, require_step, require_str
 from persistence import (
     SESSION_STATUSES,
+    CreatedBeforeFork,
     Database,
     InvalidArgument,
     Lease,
@@ -127,6 +129,7 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
         self._last_sweep = 0.0
         self._closed = False
         self._close_lock = threading.Lock()
+        self._pid = os.getpid()
         self._supervisor_ref = SessionSupervisor.start(self._settings)
         self._supervisor = self._supervisor_ref.proxy()
         # Live actors by session, so that a save is one hand-off instead of two; each entry
@@ -161,6 +164,8 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
     def _check_open(self) -> None:
         if self._closed:
             raise ManagerClosed("this SessionManager is closed; create a new one")
+        if self._db.forked:
+            raise CreatedBeforeFork("SessionManager", self._pid)
 
     def _open_store(self) -> Store:
         """The store, once this manager is known to be open."""
@@ -269,6 +274,9 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
             if self._closed:
                 return
             self._closed = True
+        if self._db.forked:  # the actors and the writer live in the parent process
+            self._db.close()
+            return
         self._ticker.stop()
         timeout = self._settings.call_timeout
         try:

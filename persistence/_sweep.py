@@ -136,21 +136,28 @@ def sweep_batch(
                 .where(approvals.c.status == "pending", approvals.c.session_id.in_(expired))
                 .values(status="cancelled", resolved_at=now)
             )
-        approvals_expired = connection.execute(
-            update(approvals)
-            .where(approvals.c.id.in_(_picked(approvals, "id", limit, overdue)))
-            .where(*overdue(approvals))
-            .values(status="expired")
-        ).rowcount
-        removed = connection.execute(
-            delete(connections)
-            .where(connections.c.task_id.in_(_picked(connections, "task_id", limit, stale)))
-            .where(*stale(connections))
-        ).rowcount
+        # Counted from RETURNING: sqlite3 reports no rowcount for a statement with WITH.
+        approvals_expired = len(
+            connection.execute(
+                update(approvals)
+                .where(approvals.c.id.in_(_picked(approvals, "id", limit, overdue)))
+                .where(*overdue(approvals))
+                .values(status="expired")
+                .returning(approvals.c.id)
+            ).all()
+        )
+        removed = len(
+            connection.execute(
+                delete(connections)
+                .where(connections.c.task_id.in_(_picked(connections, "task_id", limit, stale)))
+                .where(*stale(connections))
+                .returning(connections.c.task_id)
+            ).all()
+        )
         purged: list[str] = []
         if purge_before is not None:
             purged = purge_op(RETIRED_STATUSES, purge_before, now, limit)(connection)
-        counts = SweepCounts(expired, int(approvals_expired), int(removed), len(purged))
+        counts = SweepCounts(expired, approvals_expired, removed, len(purged))
         full = limit in (len(expired), approvals_expired, removed, len(purged))
         return counts, full
 
