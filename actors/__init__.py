@@ -7,7 +7,6 @@ Example:
     ...     manager.save_session_state(sid, [{"role": "user", "content": "hi"}], {}, "plan")
 """
 
-from actors._api_runtime import UnitOfWork
 from actors._clock import Clock, ManualClock, utc_now
 from actors._errors import (
     AccessDenied,
@@ -40,9 +39,10 @@ from actors._runtime import (
     SessionBusy,
     close_runtime,
 )
-from actors._scoped import UserScope
+from actors._scope import UserScope
 from actors._session import SessionActor
 from actors._supervisor import SessionSupervisor
+from actors._work import UnitOfWork
 
 __all__ = [
     "AccessDenied",

@@ -49,6 +49,9 @@ class SessionFailed(SessionSupervisorError):
 class ManagerClosed(StoreUnavailable):
     """The manager was closed; create a new one to go on."""
 
+    def __init__(self, message: str = "this SessionManager is closed; create a new one") -> None:
+        super().__init__(message)
+
 
 __all__ = [
     "AccessDenied",

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import threading
-import uuid
-from datetime import timedelta
-from typing import Any, get_args
+from typing import Unpack, get_args
 
 import structlog
 
-from actors._clock import Clock
 from actors._logging import configure_logging
 from actors._manager import SessionManager
-from actors._runtime import RuntimeCloser, RuntimeFactory
-from actors._settings import check_options
+from actors._settings import ManagerOptions, check_options
 from actors._validate import Duration, require_duration
 from persistence import DEFAULT_APPLICATION_NAME, Database, InvalidArgument
 from persistence.sqlite import SqliteSynchronous
@@ -26,29 +22,13 @@ _SYNCHRONOUS = get_args(SqliteSynchronous)
 def create_session_manager(
     database_url: str | None = None,
     *,
-    session_ttl: Duration = timedelta(hours=24),
-    cleanup_interval: Duration = 60.0,
-    clock: Clock | None = None,
-    instance_id: str | None = None,
-    lease_ttl: Duration = timedelta(seconds=30),
-    max_live: int = 10_000,
-    idle_timeout: Duration = timedelta(minutes=10),
-    max_message_bytes: int | None = 1 << 20,
-    max_state_bytes: int | None = 16 << 20,
     sqlite_synchronous: SqliteSynchronous = "NORMAL",
     sqlite_busy_timeout: Duration = 5.0,
-    call_timeout: Duration = 30.0,
-    max_restarts: int = 5,
-    restart_window: Duration = timedelta(minutes=1),
-    restart_backoff: Duration = timedelta(seconds=1),
-    restart_backoff_max: Duration = timedelta(seconds=60),
-    runtime_factory: RuntimeFactory | None = None,
-    runtime_closer: RuntimeCloser | None = None,
     pg_pool_size: int = 5,
     pg_application_name: str | None = None,
     pg_prepared_statements: bool = True,
-    retention: Duration | None = None,
     auto_migrate: bool = True,
+    **options: Unpack[ManagerOptions],
 ) -> SessionManager:
     """Open the session store and start a manager on it.
 
@@ -60,37 +40,39 @@ def create_session_manager(
         database_url: default ``$SESSIONS_DATABASE_URL``, else ``./sessions.db`` (a
             plain path is a SQLite file, as is ``sqlite:///path``); ``postgresql://...``
             for several processes. Migrations are applied on a fresh or older database.
-        session_ttl: an active session idle for longer is expired by the sweep;
+        session_ttl: an active session idle for longer (default 24 h) is expired;
             ``timedelta.max`` (or ``float("inf")``, or 100 years or more): never.
-        cleanup_interval: seconds between sweeps once :meth:`SessionManager.start` ran
-            (at least 0.01, at most 100 years).
+        cleanup_interval: seconds between sweeps (default 60) once
+            :meth:`SessionManager.start` ran (at least 0.01, at most 100 years).
         clock: returns the current aware UTC datetime; inject one in tests.
         instance_id: this manager's name as a lease owner (default: random); a printable
             str of 1 to 64 characters.
-        lease_ttl: how long this manager's claim on a session lasts without renewal;
+        lease_ttl: how long this manager's claim on a session lasts without renewal (30 s);
             another process may take the session over after it lapses (at least 0.03 s:
             leases are renewed every third of it).
-        max_live: most session actors kept in memory (least recently used passivated).
-        idle_timeout: a live actor unused for longer is passivated by the sweep;
+        max_live: most session actors kept in memory (default 10,000); the least
+            recently used are passivated.
+        idle_timeout: a live actor unused for longer (default 10 min) is passivated;
             ``timedelta.max``: never (only ``max_live`` evicts).
-        max_message_bytes: larger messages are refused (``PayloadTooLarge``); ``None``:
-            no limit.
-        max_state_bytes: larger context / plan / config are refused; ``None``: no limit.
+        max_message_bytes: larger messages (default 1 MiB) are refused
+            (``PayloadTooLarge``); ``None``: no limit.
+        max_state_bytes: larger context / plan / config (default 16 MiB) are refused;
+            ``None``: no limit.
         sqlite_synchronous: ``NORMAL`` (the default) or ``FULL``. ``NORMAL`` survives a
             crash or ``kill -9`` of the process, not a power loss or an OS crash (the
             last acknowledged checkpoints can roll back); ``FULL`` survives those too,
             at the cost of an fsync per commit.
         sqlite_busy_timeout: seconds a SQLite write waits for another process holding the
             file's write lock before it is refused (``StoreUnavailable``); at most 1 day.
-        call_timeout: seconds a call waits for an actor or the store.
-        max_restarts: crashes within ``restart_window`` after which a session is not
-            restarted (``SessionFailed``).
+        call_timeout: seconds a call waits for an actor or the store (default 30).
+        max_restarts: crashes (default 5) within ``restart_window`` (1 min) after which
+            a session is not restarted (``SessionFailed``).
         restart_window: see ``max_restarts``.
-        restart_backoff: delay before the automatic restart after a second crash in the
-            window; it doubles with each further crash, up to ``restart_backoff_max``. The
-            first crash is restarted at once; using the session restarts it at once.
-            ``0``: no delay.
-        restart_backoff_max: the longest delay between automatic restarts.
+        restart_backoff: delay (default 1 s) before the automatic restart after a second
+            crash in the window; it doubles with each further crash, up to
+            ``restart_backoff_max``. The first crash is restarted at once; using the
+            session restarts it at once. ``0``: no delay.
+        restart_backoff_max: the longest delay between automatic restarts (60 s).
         runtime_factory: builds a session's live runtime (an orchestrator object that
             cannot be stored) from its state, the dict ``load()`` returns; one callable,
             or a mapping ``mode -> callable`` (a session of a mode it lacks is refused at
@@ -122,27 +104,8 @@ def create_session_manager(
         # structlog's own default prints every event, debug included, to stdout: the
         # host's output. Until the application configures logging, show warnings only.
         configure_logging(level="WARNING")
-    settings: dict[str, Any] = {
-        "instance_id": instance_id,
-        "session_ttl": session_ttl,
-        "cleanup_interval": cleanup_interval,
-        "clock": clock,
-        "lease_ttl": lease_ttl,
-        "max_live": max_live,
-        "idle_timeout": idle_timeout,
-        "max_message_bytes": max_message_bytes,
-        "max_state_bytes": max_state_bytes,
-        "call_timeout": call_timeout,
-        "max_restarts": max_restarts,
-        "restart_window": restart_window,
-        "restart_backoff": restart_backoff,
-        "restart_backoff_max": restart_backoff_max,
-        "runtime_factory": runtime_factory,
-        "runtime_closer": runtime_closer,
-        "retention": retention,
-    }
     # Before Database.open: a refused setting leaves nothing behind, not even a file.
-    checked = check_options(**settings)
+    checked = check_options(**options)
     busy = require_duration("sqlite_busy_timeout", sqlite_busy_timeout, maximum=_MAX_BUSY_SECONDS)
     if sqlite_synchronous not in _SYNCHRONOUS:
         raise InvalidArgument(
@@ -154,9 +117,8 @@ def create_session_manager(
         raise InvalidArgument(
             f"pg_prepared_statements must be True or False, not {pg_prepared_statements!r}"
         )
-    instance_id = instance_id or uuid.uuid4().hex[:16]
-    settings["instance_id"] = instance_id
-    application_name = pg_application_name or f"{DEFAULT_APPLICATION_NAME}/{instance_id}"
+    options["instance_id"] = checked.instance_id
+    application_name = pg_application_name or f"{DEFAULT_APPLICATION_NAME}/{checked.instance_id}"
     if not isinstance(application_name, str) or not application_name.isprintable():
         raise InvalidArgument(
             f"pg_application_name must be printable text, not {application_name!r}"
@@ -173,7 +135,7 @@ def create_session_manager(
         auto_migrate=auto_migrate,
     )
     try:
-        return SessionManager(db, **settings)
+        return SessionManager(db, **options)
     except BaseException:
         db.close()
         raise

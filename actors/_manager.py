@@ -1,67 +1,42 @@
-"""The ``SessionManager`` façade: the seed's API on top of the supervisor and its actors.
+"""The ``SessionManager`` façade: one class whose methods call modules of plain functions.
 
-This module holds the manager's plumbing, lifecycle and typed API; the mixins it is
-built from add the rest (``_api_seed``, ``_api_introspect``, ``_api_side``,
-``_api_async``, ``_api_runtime``).
+A save reads top to bottom: :meth:`SessionManager.checkpoint` -> ``_typed.checkpoint``
+(checks, encodes) -> ``Core.ask`` -> the session's actor (``_session``) -> the store
+(``persistence._store``) -> the group-commit writer (``persistence._writer``).
 """
 
 from __future__ import annotations
 
-import os
-import threading
-import time
-import uuid
-from datetime import datetime, timedelta
+import asyncio
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
+from datetime import timedelta
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self, Unpack
 
-import pykka
 import structlog
 
-from actors._api_async import AsyncTwins
-from actors._api_introspect import Introspection
-from actors._api_runtime import RuntimeAPI
-from actors._api_seed import SeedAPI
-from actors._api_side import SideTables
-from actors._clock import Clock
-from actors._documents import info_dict, listing_dict, state_dict
-from actors._errors import ManagerClosed
+from actors import _approvals, _connections, _introspect, _seed, _typed, _work
+from actors._core import Core
 from actors._exit_hook import register_exit_hook
-from actors._mailbox import ask_inline
-from actors._messages import ActorGone, Save, Transition
-from actors._metrics import CheckpointTimings
-from actors._runtime import RuntimeCloser, RuntimeFactory
-from actors._settings import Settings, check_options
-from actors._supervisor import SessionSupervisor
-from actors._ticker import Ticker
-from actors._validate import Duration, require_optional_str, require_step, require_str
-from persistence import (
-    SESSION_STATUSES,
-    CreatedBeforeFork,
-    Database,
-    InvalidArgument,
-    Lease,
-    NewSession,
-    SessionDocument,
-    SessionNotFound,
-    SessionOwnedElsewhere,
-    SessionSummary,
-    SessionSupervisorError,
-    StateRecord,
-    Store,
-    StoreUnavailable,
-    _json,
-)
+from actors._messages import LiveState
+from actors._scope import UserScope
+from actors._settings import ManagerOptions, check_options
+from actors._twins import AsyncPool, async_twin
+from actors._validate import require_str
+from actors._work import UnitOfWork
+from persistence import Database
+
+if TYPE_CHECKING:
+    import pykka
+
+    from actors._supervisor import SessionSupervisor
+    from actors._ticker import Ticker
 
 log = structlog.get_logger("actors.manager")
 
-_MISSING: Any = object()
-_CHECKOUT_ATTEMPTS = 3
-_REF_RECHECK = timedelta(seconds=1)
-_REF_SLACK = 1024
 
-
-class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI):
+class SessionManager:
     """Keeps conversational sessions alive, durable and bounded.
 
     Every method of the seed's ``SessionManager`` is here with the same arguments, return
@@ -76,73 +51,18 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
     using a closed manager is a programming error, not an expected failure.
 
     All sync methods are safe from any thread and from inside a running event loop; the
-    ``a``-prefixed twins await them without blocking the loop.
+    ``a``-prefixed twins (same arguments) await them without blocking the loop.
 
     Build one with :func:`create_session_manager`.
     """
 
-    def __init__(
-        self,
-        db: Database,
-        *,
-        instance_id: str | None = None,
-        session_ttl: Duration = timedelta(hours=24),
-        cleanup_interval: Duration = 60.0,
-        clock: Clock | None = None,
-        lease_ttl: Duration = timedelta(seconds=30),
-        max_live: int = 10_000,
-        idle_timeout: Duration = timedelta(minutes=10),
-        max_message_bytes: int | None = 1 << 20,
-        max_state_bytes: int | None = 16 << 20,
-        call_timeout: Duration = 30.0,
-        max_restarts: int = 5,
-        restart_window: Duration = timedelta(minutes=1),
-        restart_backoff: Duration = timedelta(seconds=1),
-        restart_backoff_max: Duration = timedelta(seconds=60),
-        runtime_factory: RuntimeFactory | None = None,
-        runtime_closer: RuntimeCloser | None = None,
-        retention: Duration | None = None,
-    ) -> None:
-        options = check_options(
-            instance_id=instance_id,
-            session_ttl=session_ttl,
-            cleanup_interval=cleanup_interval,
-            clock=clock,
-            lease_ttl=lease_ttl,
-            max_live=max_live,
-            idle_timeout=idle_timeout,
-            max_message_bytes=max_message_bytes,
-            max_state_bytes=max_state_bytes,
-            call_timeout=call_timeout,
-            max_restarts=max_restarts,
-            restart_window=restart_window,
-            restart_backoff=restart_backoff,
-            restart_backoff_max=restart_backoff_max,
-            runtime_factory=runtime_factory,
-            runtime_closer=runtime_closer,
-            retention=retention,
-        )
-        self._settings = Settings.of(db, options)
-        self._db = db
-        self._cleanup_interval = options.cleanup_interval
-        self._sweeping = False
-        self._last_sweep = 0.0
-        self._closed = False
-        self._close_lock = threading.Lock()
-        self._pid = os.getpid()
-        self._supervisor_ref = SessionSupervisor.start(self._settings)
-        self._supervisor = self._supervisor_ref.proxy()
-        # Live actors by session, so that a save is one hand-off instead of two; each entry
-        # is re-checked with the supervisor (which keeps the LRU order) after _REF_RECHECK.
-        self._refs: dict[str, tuple[pykka.ActorRef[Any], datetime]] = {}
-        self._ref_recheck = min(options.idle_timeout / 4, _REF_RECHECK)
-        # At least MIN_TICK_SECONDS: both settings were checked for that.
-        interval = min(options.cleanup_interval, options.lease_ttl.total_seconds() / 3)
-        self._ticker = Ticker(interval, self._tick, name="session-supervisor-ticker")
-        self._ticker.start()
-        self._elapsed = 0.0
-        self._tick_interval = interval
-        self._checkpoint_timings = CheckpointTimings()
+    def __init__(self, db: Database, **options: Unpack[ManagerOptions]) -> None:
+        """Start a manager on an open database; see :func:`create_session_manager`.
+
+        Raises:
+            InvalidArgument: a setting of the wrong type or out of range.
+        """
+        self._core = Core(db, check_options(**options))
         register_exit_hook(self)
         log.info("manager.opened", instance_id=self.instance_id, database=db.url)
 
@@ -151,229 +71,180 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
     @property
     def instance_id(self) -> str:
         """This manager's identity as a lease owner."""
-        return self._settings.instance_id
+        return self._core.instance_id
 
     @property
     def database(self) -> Database:
         """The open session store."""
-        return self._db
+        return self._core.db
 
-    def _now(self) -> datetime:
-        return self._settings.now()
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` ran."""
+        return self._core.closed
 
-    def _check_open(self) -> None:
-        if self._closed:
-            raise ManagerClosed("this SessionManager is closed; create a new one")
-        if self._db.forked:
-            raise CreatedBeforeFork("SessionManager", self._pid)
+    @property
+    def async_pool(self) -> AsyncPool:
+        """The threads the ``a``-prefixed twins run the sync methods on."""
+        return self._core.async_pool
 
-    def _open_store(self) -> Store:
-        """The store, once this manager is known to be open."""
-        self._check_open()
-        return self._db.store
+    @property
+    def _supervisor(self) -> pykka.ActorProxy[SessionSupervisor]:
+        return self._core.supervisor
 
-    def _ask(self, session_id: str, message: Any, *, inline: bool = False) -> Any:
-        """Send ``message`` to the session's actor, rehydrating it if needed.
-
-        With ``inline``, an idle actor handles it in this thread (see ``ask_inline``).
-        """
-        self._check_open()
-        timeout = self._settings.call_timeout
-        for _ in range(_CHECKOUT_ATTEMPTS):
-            try:
-                ref = self._checkout(session_id, timeout)
-                if inline:
-                    return ask_inline(ref, message, timeout)
-                return ref.ask(message, timeout=timeout)
-            except (pykka.ActorDeadError, ActorGone):
-                self._refs.pop(session_id, None)
-                continue
-            except pykka.Timeout:
-                raise StoreUnavailable(
-                    f"session {session_id!r} did not answer within {timeout}s"
-                ) from None
-        raise self._why_actors_stopped(session_id)
-
-    def _why_actors_stopped(self, session_id: str) -> SessionSupervisorError:
-        """The error for a session whose actors kept stopping before they answered.
-
-        Several threads using a session that another process owns each spawn an actor that
-        stops at once, refused; a thread may then only ever meet stopped actors. The stored
-        row says why, so the caller gets the refusal itself rather than a vague error.
-        """
-        try:
-            stored = self._db.store.state(session_id)
-        except SessionSupervisorError as error:
-            return error
-        if stored is None:
-            return SessionNotFound(session_id)
-        # Held as a take judges it: another owner, and a lease not lapsed (or without end).
-        lease = stored.lease_expires_at
-        if stored.owner not in (None, self.instance_id) and (lease is None or lease >= self._now()):
-            return SessionOwnedElsewhere(session_id, stored.owner)
-        return StoreUnavailable(f"session {session_id!r} kept stopping; try again")
-
-    def _checkout(self, session_id: str, timeout: float) -> pykka.ActorRef[Any]:
-        """The session's live actor: from the cache, or from the supervisor (rehydrating)."""
-        now = self._now()
-        cached = self._refs.get(session_id)
-        if cached is not None and now - cached[1] < self._ref_recheck:
-            return cached[0]
-        ref: pykka.ActorRef[Any] = self._supervisor.checkout(session_id).get(timeout=timeout)
-        self._remember(session_id, ref, now)
-        return ref
-
-    def _remember(self, session_id: str, ref: pykka.ActorRef[Any], now: datetime) -> None:
-        refs = self._refs
-        if len(refs) >= self._settings.max_live + _REF_SLACK:
-            refs.clear()  # mostly passivated actors by now; live ones come back on use
-        refs[session_id] = (ref, now)
+    @property
+    def _ticker(self) -> Ticker:
+        return self._core.ticker
 
     def _tick(self) -> None:
-        if self._closed:
-            return
-        self._supervisor.renew_leases()
-        self._supervisor.restart_due()
-        self._elapsed += self._tick_interval
-        if self._sweeping and self._elapsed >= self._cleanup_interval:
-            self._elapsed = 0.0
-            self._supervisor.sweep(periodic=True)
+        self._core.tick()
 
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
         """Start the periodic cleanup (every ``cleanup_interval`` seconds)."""
-        self._check_open()
-        self._sweeping = True
-        log.info("manager.started", cleanup_interval=self._cleanup_interval)
+        self._core.check_open()
+        self._core.sweeping = True
+        log.info("manager.started", cleanup_interval=self._core.cleanup_interval)
 
     async def stop(self) -> None:
         """Stop the periodic cleanup (sessions stay live; see :meth:`close`)."""
-        self._sweeping = False
+        self._core.sweeping = False
         log.info("manager.stopped")
 
     def sweep(self) -> dict[str, int]:
-        """Run one cleanup pass now.
-
-        Returns:
-            Counts: ``sessions_expired``, ``approvals_expired``, ``connections_removed``,
-            ``passivated`` and ``sessions_purged`` (older than ``retention``).
-        """
-        self._check_open()
-        result: dict[str, int] = self._supervisor.sweep().get(
-            timeout=self._settings.call_timeout * 2
-        )
-        return result
+        """Run one cleanup pass now; return its counts (``sessions_expired`` ...)."""
+        return self._core.sweep()
 
     def close(self) -> None:
-        """Stop every actor, release the leases, commit pending writes, close the store.
+        """Stop every actor, release leases, commit pending writes, close the store; idempotent."""
+        self._core.close()
 
-        Safe to call twice; after it the host process can exit at once.
-        """
-        with self._close_lock:
-            if self._closed:
-                return
-            self._closed = True
-        if self._db.forked:  # the actors and the writer live in the parent process
-            self._db.close()
-            return
-        self._ticker.stop()
-        timeout = self._settings.call_timeout
-        try:
-            self._supervisor.shutdown(timeout).get(timeout=timeout * 2)
-        except Exception as exc:  # noqa: BLE001 - closing goes on whatever happens
-            log.error("manager.shutdown_failed", error=repr(exc))
-        self._supervisor_ref.stop(block=True, timeout=timeout)
-        try:
-            self._db.store.release_all(self.instance_id)
-        except SessionSupervisorError as error:
-            log.warning("lease.release_failed", error=str(error))
-        self._db.close()
-        self._close_async_pool()
-        log.info("manager.closed", instance_id=self.instance_id)
-
-    @property
-    def closed(self) -> bool:
-        """Whether :meth:`close` ran."""
-        return self._closed
+    async def aclose(self) -> None:
+        """Async twin of :meth:`close` (it may be called on a closed manager)."""
+        await asyncio.to_thread(self.close)
 
     def __enter__(self) -> Self:
         return self
 
     def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> None:
+    ) -> None:  # fmt: skip
         self.close()
 
     async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> None:
+    ) -> None:  # fmt: skip
         await self.aclose()
+
+    # ------------------------------------------------------------------ the seed's API
+
+    def create_session(
+        self, mode: str, config: dict[str, Any], user_id: str | None = None,
+        name: str | None = None,
+    ) -> str:  # fmt: skip
+        """Create a new session; return its id. Raises on failure, like the seed."""
+        return _typed.create(self._core, mode, config, user_id, name)
+
+    def save_session_state(  # noqa: PLR0917
+        self,
+        session_id: str,
+        conversation_history: list[dict[str, Any]],
+        context_variables: dict[str, Any] | None = None,
+        current_phase: str | None = None,
+        current_step: int | None = None,
+        plan_data: dict[str, Any] | None = None,
+    ) -> bool:
+        """Save session state; ``True`` once it is committed, ``False`` otherwise (logged).
+
+        Called positionally as in the seed, or by keyword as its task executor does:
+        ``context_variables``, ``current_phase`` and ``plan_data`` left out (or ``None``)
+        keep their stored values; ``current_step`` is stored as given (``None`` included).
+        """
+        save = _seed.done(lambda: self.checkpoint(
+            session_id, conversation_history, context_variables, current_phase,
+            current_step, plan_data,
+        ))  # fmt: skip
+        return _seed.quietly(self._core, False, "save", session_id, save)
+
+    def load_session_state(
+        self, session_id: str, include_completed: bool = False
+    ) -> dict[str, Any] | None:
+        """The state of an active or suspended session for resumption, else ``None``.
+
+        With ``include_completed=True`` a completed or expired session is returned too
+        (a detail or history view), with the same keys. The dict has the seed's keys and
+        types (``created_at`` / ``updated_at`` are datetimes) plus ``user_id``, ``name``
+        and ``message_count``.
+        """
+        return _seed.load_state(self._core, session_id, include_completed)
+
+    def suspend_session(self, session_id: str) -> bool:
+        """Suspend an active session; ``False`` if that is not possible (logged)."""
+        call = _seed.done(lambda: self.suspend(session_id))
+        return _seed.quietly(self._core, False, "suspend", session_id, call)
+
+    def resume_session(self, session_id: str) -> bool:
+        """Resume a suspended session; ``False`` if that is not possible (logged)."""
+        call = _seed.done(lambda: self.resume(session_id))
+        return _seed.quietly(self._core, False, "resume", session_id, call)
+
+    def complete_session(self, session_id: str) -> bool:
+        """Mark an active or suspended session completed; ``False`` otherwise (logged)."""
+        call = _seed.done(lambda: self.complete(session_id))
+        return _seed.quietly(self._core, False, "complete", session_id, call)
+
+    def delete_session(self, session_id: str) -> bool:
+        """Delete a session and all its data; ``False`` if it does not exist (logged)."""
+        call = _seed.done(lambda: self.delete(session_id))
+        return _seed.quietly(self._core, False, "delete", session_id, call)
+
+    def list_sessions(
+        self, user_id: str | None = None, status: str | None = None, mode: str | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:  # fmt: skip
+        """Session summaries matching the filters, most recently updated first.
+
+        A bad filter (an unknown ``status``, say) returns ``[]`` and logs
+        ``session.list_refused`` with the reason; :meth:`sessions` raises instead.
+        """
+        listing = lambda: self.sessions(user_id, status, mode, limit)  # noqa: E731
+        return _seed.quietly(self._core, [], "list", None, listing)
+
+    def get_session_info(self, session_id: str) -> dict[str, Any] | None:
+        """A session's summary in any status, or ``None`` if it does not exist."""
+        return _seed.quietly(self._core, None, "info", session_id, lambda: self.info(session_id))
+
+    def phase_hook(
+        self,
+        session_id: str,
+        get_history: Callable[[], list[dict[str, Any]]],
+        get_context: Callable[[], dict[str, Any]],
+        get_plan: Callable[[], dict[str, Any] | None] | None = None,
+    ) -> Callable[..., bool]:
+        """The ``on_phase_change(phase, step_number=None)`` callback of a task executor.
+
+        Each call checkpoints the session with the current history and context (the seed's
+        Task 4) and returns whether the checkpoint was committed.
+        """
+        self._core.check_open()
+        return _seed.phase_hook(
+            self.save_session_state, session_id, get_history, get_context, get_plan
+        )
 
     # ------------------------------------------------------------------ typed API
 
     def create(
-        self,
-        mode: str,
-        config: dict[str, Any],
-        user_id: str | None = None,
+        self, mode: str, config: dict[str, Any], user_id: str | None = None,
         name: str | None = None,
-    ) -> str:
-        """Create a session owned by this manager; return its id (a UUID string).
-
-        Raises:
-            InvalidArgument, NotSerializable: bad arguments (a ``mode`` that the
-                manager's ``runtime_factory`` mapping has no entry for, too); nothing was
-                written.
-            StoreUnavailable: the database refused the write.
-        """
-        self._check_open()
-        mode = require_str("mode", mode, max_length=64)  # the width of session_states.mode
-        runtimes = self._settings.runtimes
-        if runtimes is not None and runtimes.builder_for(mode) is None:
-            known = ", ".join(repr(m) for m in sorted(runtimes.by_mode))
-            raise InvalidArgument(
-                f"runtime_factory has no entry for mode {mode!r} (it has {known}):"
-                " a session of that mode could never get a runtime; nothing was created"
-            )
-        user_id = require_optional_str("user_id", user_id)
-        name = require_optional_str("name", name)
-        if not isinstance(config, dict):
-            raise InvalidArgument(f"config must be a dict, not {type(config).__name__}")
-        config_json = _json.encode(config, "config", self._settings.max_state_bytes)
-        settings = self._settings
-        now = self._now()
-        session_id = str(uuid.uuid4())
-        new = NewSession(
-            session_id=session_id,
-            user_id=user_id,
-            name=name or f"{mode}_{now:%Y%m%d_%H%M%S}",
-            mode=mode,
-            config_json=config_json,
-            now=now,
-            expires_at=settings.expiry(now),
-            owner=settings.instance_id,
-            lease_until=now + settings.lease_ttl,
-        )
-        self._db.store.create_session(new)
-        state = StateRecord(
-            session_id, mode, "{}", None, "init", None, "active", now, now,
-            new.expires_at, 1, 0, settings.instance_id, 1, new.lease_until,
-        )  # fmt: skip
-        adopted = self._supervisor.adopt(session_id, Lease(state, {}))
-        ref = adopted.get(timeout=settings.call_timeout)
-        self._remember(session_id, ref, now)
-        log.info("session.created", session_id=session_id, mode=mode, user_id=user_id)
-        return session_id
+    ) -> str:  # fmt: skip
+        """Create a session owned by this manager; return its id (typed errors, nothing written)."""
+        return _typed.create(self._core, mode, config, user_id, name)
 
     def checkpoint(  # noqa: PLR0917
         self,
@@ -382,161 +253,213 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
         context_variables: dict[str, Any] | None = None,
         current_phase: str | None = None,
         current_step: int | None = None,
-        plan_data: dict[str, Any] | None = _MISSING,
+        plan_data: dict[str, Any] | None = _typed.MISSING,
         *,
         history_rewritten: bool | None = None,
     ) -> int:
         """Durably save a session's state; return its new version.
 
-        Only the messages the database does not have yet are written. A history that was
-        rewritten (truncated, summarised) is detected by sampling and stored again; pass
-        ``history_rewritten=True`` if you edited a message in place in the middle.
-
-        ``context_variables``, ``current_phase`` and ``plan_data`` left out (or ``None``)
-        keep their stored values; ``current_step`` is stored as given.
-
-        Raises:
-            SessionNotFound, InvalidTransition (not active), SessionOwnedElsewhere,
-            StaleSession, NotSerializable, PayloadTooLarge, InvalidArgument,
-            StoreUnavailable. On any error nothing was stored.
+        Only new messages are written; a rewritten history is detected by sampling (pass
+        ``history_rewritten=True`` after an in-place edit in the middle). Arguments left out
+        (or ``None``) keep their stored values, but ``current_step``. On any error
+        (``SessionNotFound``, ``InvalidTransition``, ``SessionOwnedElsewhere``,
+        ``StaleSession``, ``NotSerializable``, ``PayloadTooLarge``, ...) nothing was stored.
         """
-        self._check_open()
-        session_id = require_str("session_id", session_id)
-        if current_phase is not None:
-            current_phase = require_str("current_phase", current_phase, allow_empty=True)
-        require_step(current_step)
-        if not isinstance(conversation_history, list):
-            raise InvalidArgument(
-                "conversation_history must be a list of message dicts,"
-                f" not {type(conversation_history).__name__}"
-            )
-        if type(conversation_history) is not list:  # a subclass: the actor reads a plain copy
-            try:
-                conversation_history = list(conversation_history)
-            except Exception as exc:
-                raise _json.unreadable("conversation_history", exc) from exc
-        if context_variables is not None and not isinstance(context_variables, dict):
-            raise InvalidArgument(
-                f"context_variables must be a dict or None, not {type(context_variables).__name__}"
-            )
-        limit = self._settings.max_state_bytes
-        context_json = (
-            None
-            if context_variables is None
-            else _json.encode(context_variables, "context_variables", limit)
-        )
-        set_plan = plan_data is not _MISSING and plan_data is not None
-        plan_json = _json.encode(plan_data, "plan_data", limit) if set_plan else None
-        save = Save(
-            conversation_history, context_json, current_phase, current_step, plan_json,
-            set_plan, history_rewritten,
+        return _typed.checkpoint(
+            self._core, session_id, conversation_history, context_variables, current_phase,
+            current_step, plan_data, history_rewritten,
         )  # fmt: skip
-        started = time.perf_counter()
-        try:
-            version: int = self._ask(session_id, save, inline=True)
-        except BaseException:
-            self._checkpoint_timings.failed()
-            raise
-        self._checkpoint_timings.record(time.perf_counter() - started)
-        return version
-
-    def _transition(self, session_id: str, action: str) -> int:
-        self._check_open()
-        session_id = require_str("session_id", session_id)
-        version: int = self._ask(session_id, Transition(action))
-        return version
 
     def suspend(self, session_id: str) -> int:
         """Suspend an active session; return its new version (raises typed errors)."""
-        return self._transition(session_id, "suspend")
+        return _typed.transition(self._core, session_id, "suspend")
 
     def resume(self, session_id: str) -> int:
         """Resume a suspended session; return its new version (raises typed errors)."""
-        return self._transition(session_id, "resume")
+        return _typed.transition(self._core, session_id, "resume")
 
     def complete(self, session_id: str) -> int:
         """Complete an active or suspended session (raises typed errors)."""
-        return self._transition(session_id, "complete")
+        return _typed.transition(self._core, session_id, "complete")
 
     def expire(self, session_id: str) -> int:
         """Expire an active session now (raises typed errors)."""
-        return self._transition(session_id, "expire")
+        return _typed.transition(self._core, session_id, "expire")
 
     def delete(self, session_id: str) -> None:
-        """Delete a session and everything attached to it.
-
-        Raises:
-            SessionNotFound: it does not exist.
-            SessionOwnedElsewhere: another live manager holds it.
-        """
-        self._check_open()
-        session_id = require_str("session_id", session_id)
-        self._supervisor.remove(session_id).get(timeout=self._settings.call_timeout)
-        deleted = self._open_store().delete_session(session_id, self.instance_id, self._now())
-        if not deleted:
-            raise SessionNotFound(session_id)
-        log.info("session.deleted", session_id=session_id)
+        """Delete a session and all attached to it (``SessionNotFound``, owned elsewhere ...)."""
+        _typed.delete(self._core, session_id)
 
     def load(self, session_id: str) -> dict[str, Any]:
-        """The whole state of a session in any status, as the seed's dict (+ extra keys).
-
-        Raises:
-            SessionNotFound: it does not exist.
-        """
-        return self._stored_state(session_id)
-
-    def _stored_state(self, session_id: str) -> dict[str, Any]:
-        """The whole stored state with the seed's keys and types (datetimes), any status.
-
-        ``load_session_state`` returns this; its callers rely on the seed's types.
-        """
-        self._check_open()
-        session_id = require_str("session_id", session_id)
-        document: SessionDocument | None = self._db.store.load(session_id)
-        if document is None:
-            raise SessionNotFound(session_id)
-        return state_dict(document)
+        """The whole state of a session in any status (``SessionNotFound``)."""
+        return _typed.stored_state(self._core, session_id)
 
     def info(self, session_id: str) -> dict[str, Any]:
-        """A session's summary (the seed's ``get_session_info`` dict + extra keys).
-
-        Raises:
-            SessionNotFound: it does not exist.
-        """
-        self._check_open()
-        session_id = require_str("session_id", session_id)
-        summary: SessionSummary | None = self._db.store.session_info(session_id)
-        if summary is None:
-            raise SessionNotFound(session_id)
-        return info_dict(summary)
+        """A session's summary: ``get_session_info``'s dict and more (``SessionNotFound``)."""
+        return _typed.info(self._core, session_id)
 
     def sessions(
-        self,
-        user_id: str | None = None,
-        status: str | None = None,
-        mode: str | None = None,
+        self, user_id: str | None = None, status: str | None = None, mode: str | None = None,
         limit: int = 100,
-    ) -> list[dict[str, Any]]:
-        """Summaries of the sessions matching the filters, most recently updated first.
+    ) -> list[dict[str, Any]]:  # fmt: skip
+        """Summaries matching the filters, newest first; a bad filter raises ``InvalidArgument``."""
+        return _typed.sessions(self._core, user_id, status, mode, limit)
 
-        Each is the seed's ``list_sessions`` dict (times as ISO-8601 strings).
+    # ------------------------------------------------------------------ runtimes
 
-        Raises:
-            InvalidArgument: an unknown ``status`` (not one of ``active``, ``suspended``,
-                ``completed``, ``expired``), a filter that is not a str, or a ``limit``
-                that is not a positive int.
+    def runtime(self, session_id: str) -> Any:
+        """The session's live runtime, built by ``runtime_factory`` from its last checkpoint.
+
+        Kept until the session's actor stops (then closed); used unlocked by the caller's
+        thread (see ``unit_of_work`` and ``run_in_actor``). Raises ``RuntimeUnavailable``
+        and the typed errors of a session that cannot run.
         """
-        self._check_open()
-        user_id = require_optional_str("user_id", user_id)
-        status = require_optional_str("status", status)
-        if status is not None and status not in SESSION_STATUSES:
-            raise InvalidArgument(
-                f"status must be one of {', '.join(SESSION_STATUSES)} or None, not {status!r}"
-            )
-        if mode is not None:
-            mode = require_str("mode", mode, max_length=64)
-        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
-            raise InvalidArgument(f"limit must be a positive int, not {limit!r}")
-        # Past a 32-bit count a limit means "all"; the databases refuse wider values.
-        rows = self._db.store.list_sessions(user_id, status, mode, min(limit, 2**31 - 1))
-        return [listing_dict(row) for row in rows]
+        return _work.handle(self._core, session_id).runtime
+
+    def run_in_actor(
+        self, session_id: str, function: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> Any:
+        """Call ``function(runtime, *args, **kwargs)`` in the session's actor; return its result.
+
+        It runs between the session's other messages; never call the manager about the same
+        session from inside it. Its exception crashes (and restarts) the actor and is raised.
+        """
+        return _work.run_in_actor(self._core, session_id, function, args, kwargs)
+
+    def discard_runtime(self, session_id: str) -> bool:
+        """Close the session's runtime now; whether one was built (the next use rebuilds it)."""
+        return _work.discard_runtime(self._core, session_id)
+
+    def unit_of_work(
+        self, session_id: str, *, wait: float | None = None, checkpoint: bool = True
+    ) -> AbstractContextManager[UnitOfWork]:
+        """Use the session's runtime exclusively; checkpoint its ``snapshot()`` on success.
+
+        Units of work on a session run one at a time (``SessionBusy`` after ``wait``, default
+        ``call_timeout``), and the session is not passivated meanwhile. If the block raises,
+        the runtime is discarded and rebuilt from the last checkpoint on next use. A runtime
+        without ``snapshot()`` is refused (``NoSnapshot``) unless ``checkpoint=False``.
+
+        Example:
+            >>> with manager.unit_of_work(session_id) as work:  # doctest: +SKIP
+            ...     work.runtime.answer("next question")
+        """
+        return _work.unit_of_work(self._core, self.checkpoint, session_id, wait, checkpoint)
+
+    def aunit_of_work(
+        self, session_id: str, *, wait: float | None = None, checkpoint: bool = True
+    ) -> AbstractAsyncContextManager[UnitOfWork]:
+        """Async twin of ``unit_of_work``; the runtime's ``snapshot()`` may be async."""
+        return _work.aunit_of_work(self._core, self.checkpoint, session_id, wait, checkpoint)
+
+    def for_user(self, user_id: str) -> UserScope:
+        """A view of this manager that sees and touches only ``user_id``'s sessions."""
+        self._core.check_open()
+        return UserScope(self, require_str("user_id", user_id))
+
+    # ------------------------------------------------------------------ approvals
+
+    def request_approval(
+        self, session_id: str, approval_type: str, context: dict[str, Any],
+        timeout: float | timedelta | None = None,
+    ) -> str:  # fmt: skip
+        """Ask a human to approve something (``plan``, ``tool`` ...); return the request's id.
+
+        ``timeout``: seconds (or a timedelta) until it expires; ``None``: never.
+        """
+        return _approvals.request(self._core, session_id, approval_type, context, timeout)
+
+    def resolve_approval(self, approval_id: str, resolution: str, result: Any = None) -> bool:
+        """Answer a pending request (``approved``, ``rejected``, ``modified``).
+
+        ``False`` if it was no longer pending (a late answer changes nothing);
+        ``ApprovalNotFound`` if there is no such request.
+        """
+        return _approvals.resolve(self._core, approval_id, resolution, result)
+
+    def get_approval(self, approval_id: str) -> dict[str, Any] | None:
+        """An approval request as a dict, or ``None`` if it does not exist."""
+        return _approvals.get(self._core, approval_id)
+
+    def list_pending_approvals(self, session_id: str) -> list[dict[str, Any]]:
+        """The pending approval requests of a session, oldest first."""
+        return _approvals.pending(self._core, session_id)
+
+    # ------------------------------------------------------------------ connections
+
+    def register_connection(self, task_id: str, session_id: str | None = None) -> None:
+        """Record (or refresh) a task's live connection; the sweep drops it after 5 quiet min."""
+        _connections.register(self._core, task_id, session_id)
+
+    def heartbeat(self, task_id: str) -> bool:
+        """Refresh a connection; ``False`` if it is unknown (or was already removed)."""
+        return _connections.heartbeat(self._core, task_id)
+
+    def unregister_connection(self, task_id: str) -> bool:
+        """Forget a connection; ``False`` if it was unknown."""
+        return _connections.unregister(self._core, task_id)
+
+    def list_connections(self, session_id: str | None = None) -> list[dict[str, Any]]:
+        """Live connections (of one session, or all)."""
+        return _connections.listed(self._core, session_id)
+
+    # ------------------------------------------------------------------ introspection
+
+    def live(self, session_id: str) -> LiveState:
+        """What the session's live actor holds (rehydrating it if needed)."""
+        return _introspect.live(self._core, session_id)
+
+    def live_sessions(self) -> list[str]:
+        """Ids of the sessions that have a live actor in this process."""
+        return _introspect.live_sessions(self._core)
+
+    def reset_failures(self, session_id: str) -> None:
+        """Let a session that crashed too often (``SessionFailed``) be restarted again."""
+        _introspect.reset_failures(self._core, session_id)
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for dashboards and health checks (see the README's "Logs and metrics").
+
+        The supervisor's (``live_actors``, ``spawned``, ``passivations``, ``restarts`` ...),
+        checkpoint latencies (``checkpoint_p50_ms``, ``checkpoint_p99_ms``) and the store
+        writer's (``write_batches``, ``writes_committed``, ``largest_batch`` ...).
+        """
+        return _introspect.stats(self._core)
+
+    # ------------------------------------------------------------------ async twins
+
+    acreate_session = async_twin(create_session)
+    asave_session_state = async_twin(save_session_state)
+    aload_session_state = async_twin(load_session_state)
+    asuspend_session = async_twin(suspend_session)
+    aresume_session = async_twin(resume_session)
+    acomplete_session = async_twin(complete_session)
+    adelete_session = async_twin(delete_session)
+    alist_sessions = async_twin(list_sessions)
+    aget_session_info = async_twin(get_session_info)
+    acreate = async_twin(create)
+    acheckpoint = async_twin(checkpoint)
+    asuspend = async_twin(suspend)
+    aresume = async_twin(resume)
+    acomplete = async_twin(complete)
+    aexpire = async_twin(expire)
+    adelete = async_twin(delete)
+    aload = async_twin(load)
+    ainfo = async_twin(info)
+    asessions = async_twin(sessions)
+    asweep = async_twin(sweep)
+    aruntime = async_twin(runtime)
+    arun_in_actor = async_twin(run_in_actor)
+    adiscard_runtime = async_twin(discard_runtime)
+    arequest_approval = async_twin(request_approval)
+    aresolve_approval = async_twin(resolve_approval)
+    aget_approval = async_twin(get_approval)
+    alist_pending_approvals = async_twin(list_pending_approvals)
+    aregister_connection = async_twin(register_connection)
+    aheartbeat = async_twin(heartbeat)
+    aunregister_connection = async_twin(unregister_connection)
+    alist_connections = async_twin(list_connections)
+    alive = async_twin(live)
+    alive_sessions = async_twin(live_sessions)
+    areset_failures = async_twin(reset_failures)
+    astats = async_twin(stats)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict
 
 from actors._clock import Clock, later, utc_now
 from actors._runtime import RuntimeCloser, RuntimeFactory, RuntimeSpec
 from actors._validate import (
+    Duration,
     require_count,
     require_duration,
     require_instance_id,
@@ -20,6 +21,31 @@ from persistence import Database, InvalidArgument
 #: The shortest time between two ticks of the manager's ticker (``cleanup_interval``, a
 #: third of ``lease_ttl``): shorter would be a busy loop.
 MIN_TICK_SECONDS = 0.01
+
+
+class ManagerOptions(TypedDict, total=False):
+    """The manager's settings as the caller gives them (see ``create_session_manager``).
+
+    Each is optional; :func:`check_options` fills in the defaults and checks them.
+    """
+
+    instance_id: str | None
+    session_ttl: Duration
+    cleanup_interval: Duration
+    clock: Clock | None
+    lease_ttl: Duration
+    max_live: int
+    idle_timeout: Duration
+    max_message_bytes: int | None
+    max_state_bytes: int | None
+    call_timeout: Duration
+    max_restarts: int
+    restart_window: Duration
+    restart_backoff: Duration
+    restart_backoff_max: Duration
+    runtime_factory: RuntimeFactory | None
+    runtime_closer: RuntimeCloser | None
+    retention: Duration | None
 
 
 @dataclass(frozen=True)
@@ -47,22 +73,22 @@ class Options:
 
 def check_options(
     *,
-    instance_id: Any,
-    session_ttl: Any,
-    cleanup_interval: Any,
-    clock: Any,
-    lease_ttl: Any,
-    max_live: Any,
-    idle_timeout: Any,
-    max_message_bytes: Any,
-    max_state_bytes: Any,
-    call_timeout: Any,
-    max_restarts: Any,
-    restart_window: Any,
-    restart_backoff: Any,
-    restart_backoff_max: Any,
-    runtime_factory: RuntimeFactory | None,
-    runtime_closer: RuntimeCloser | None,
+    instance_id: Any = None,
+    session_ttl: Any = timedelta(hours=24),
+    cleanup_interval: Any = 60.0,
+    clock: Any = None,
+    lease_ttl: Any = timedelta(seconds=30),
+    max_live: Any = 10_000,
+    idle_timeout: Any = timedelta(minutes=10),
+    max_message_bytes: Any = 1 << 20,
+    max_state_bytes: Any = 16 << 20,
+    call_timeout: Any = 30.0,
+    max_restarts: Any = 5,
+    restart_window: Any = timedelta(minutes=1),
+    restart_backoff: Any = timedelta(seconds=1),
+    restart_backoff_max: Any = timedelta(seconds=60),
+    runtime_factory: RuntimeFactory | None = None,
+    runtime_closer: RuntimeCloser | None = None,
     retention: Any = None,
 ) -> Options:
     """Check every setting of a manager, before anything is opened or started.

@@ -8,17 +8,25 @@ event loop, so the loop never blocks: a heartbeat task measures the loop's worst
 late a 5 ms sleep wakes up) and prints it with the throughput. No network, no LLM.
 
     python examples/async_service.py [--sessions 200] [--turns 5] [--database-url URL]
+                                     [--runs 3] [--noop-baseline]
 
 Without ``--database-url`` it uses a SQLite file in a temporary directory, removed at the end.
+With ``--runs N`` it serves N times and prints the median lags; ``--noop-baseline`` runs the
+same clients against a manager that stores nothing (each call one thread hop), so the lag
+the library adds reads beside the lag of the workload itself.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
+import statistics
 import tempfile
 import time
+import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +104,7 @@ async def client(manager: SessionManager, number: int, turns: int) -> tuple[str,
     return session_id, turns
 
 
-async def serve(database_url: str, sessions: int, turns: int) -> None:
+async def serve(database_url: str, sessions: int, turns: int) -> tuple[float, float]:
     lag = LoopLag()
     heartbeat = asyncio.create_task(lag.run())
     await asyncio.sleep(0.05)  # a baseline before the load starts
@@ -139,6 +147,62 @@ async def serve(database_url: str, sessions: int, turns: int) -> None:
     )
     if len(completed) != sessions:
         raise SystemExit(f"only {len(completed)} of {sessions} sessions completed")
+    return lag.p99() * 1000, lag.worst * 1000
+
+
+class _NoopWork:
+    def __init__(self, runtime: ChatRuntime) -> None:
+        self.runtime = runtime
+
+
+class NoopManager:
+    """The calls ``client`` makes, storing nothing: each is one hop to a thread and back.
+
+    The baseline for the loop's lag: what the workload itself costs the loop (its sleeps,
+    its thread hops, its garbage) without the library's actors and database.
+    """
+
+    def __init__(self) -> None:
+        self.runtimes: dict[str, ChatRuntime] = {}
+
+    def for_user(self, _user_id: str) -> NoopManager:
+        """No users to tell apart: the manager itself."""
+        return self
+
+    async def acreate_session(self, _mode: str, _config: dict[str, Any]) -> str:
+        """A new id and an empty runtime."""
+        session_id = await asyncio.to_thread(lambda: str(uuid.uuid4()))
+        self.runtimes[session_id] = ChatRuntime({"conversation_history": []})
+        return session_id
+
+    @contextlib.asynccontextmanager
+    async def aunit_of_work(self, session_id: str) -> AsyncIterator[_NoopWork]:
+        """A hop to take the (absent) lock, the turn, a hop to snapshot."""
+        runtime = self.runtimes[session_id]
+        await asyncio.to_thread(lambda: None)
+        yield _NoopWork(runtime)
+        await asyncio.to_thread(runtime.snapshot)
+
+    async def aget_session_info(self, session_id: str) -> dict[str, Any]:
+        """What ``client`` checks: the turns taken."""
+        return await asyncio.to_thread(
+            lambda: {"current_step": self.runtimes[session_id].turns, "status": "active"}
+        )
+
+    async def acomplete_session(self, _session_id: str) -> bool:
+        """Done, after a hop."""
+        return await asyncio.to_thread(lambda: True)
+
+
+async def serve_noop(sessions: int, turns: int) -> tuple[float, float]:
+    """The same clients against :class:`NoopManager`; return the loop's p99 and worst lag."""
+    lag = LoopLag()
+    heartbeat = asyncio.create_task(lag.run())
+    await asyncio.sleep(0.05)
+    noop: Any = NoopManager()
+    await asyncio.gather(*(client(noop, n, turns) for n in range(sessions)))
+    heartbeat.cancel()
+    return lag.p99() * 1000, lag.worst * 1000
 
 
 def main() -> None:
@@ -146,12 +210,30 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=200)
     parser.add_argument("--turns", type=int, default=5)
     parser.add_argument("--database-url", default=None, help="SQLAlchemy URL (default: temp)")
+    parser.add_argument("--runs", type=int, default=1, help="serve N times; print median lags")
+    parser.add_argument(
+        "--noop-baseline", action="store_true", help="also run against a manager storing nothing"
+    )
     args = parser.parse_args()
-    if args.sessions < 1 or args.turns < 1:
-        parser.error("--sessions and --turns must be at least 1")
-    with tempfile.TemporaryDirectory(prefix="async-service-") as tmp:
-        url = args.database_url or f"sqlite:///{Path(tmp) / 'sessions.db'}"
-        asyncio.run(serve(url, args.sessions, args.turns))
+    if args.sessions < 1 or args.turns < 1 or args.runs < 1:
+        parser.error("--sessions, --turns and --runs must be at least 1")
+    ours: list[tuple[float, float]] = []
+    noop: list[tuple[float, float]] = []
+    for run in range(args.runs):
+        if args.runs > 1:
+            print(f"--- run {run + 1} of {args.runs}")
+        with tempfile.TemporaryDirectory(prefix="async-service-") as tmp:
+            url = args.database_url or f"sqlite:///{Path(tmp) / 'sessions.db'}"
+            ours.append(asyncio.run(serve(url, args.sessions, args.turns)))
+        if args.noop_baseline:
+            noop.append(asyncio.run(serve_noop(args.sessions, args.turns)))
+    if args.runs > 1 or args.noop_baseline:
+        print(f"loop lag, median of {args.runs} run(s):")
+        for label, figures in (("session-supervisor", ours), ("no-op store", noop)):
+            if figures:
+                p99 = statistics.median(p for p, _ in figures)
+                worst = statistics.median(w for _, w in figures)
+                print(f"  {label:<19} p99 {p99:5.1f} ms   worst {worst:5.1f} ms")
 
 
 if __name__ == "__main__":

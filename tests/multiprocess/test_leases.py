@@ -127,7 +127,7 @@ class TestActorsThatKeepStopping:
             free = c.create_session("copilot", {})  # released when c closes
         dead = QuickActor.start()
         dead.stop()
-        monkeypatch.setattr(b, "_checkout", lambda session_id, timeout: dead)
+        monkeypatch.setattr(b._core, "_checkout", lambda session_id, timeout: dead)
         with pytest.raises(SessionOwnedElsewhere) as refused:
             b.checkpoint(held, [], {}, "p")
         assert refused.value.owner == "a"

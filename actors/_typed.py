@@ -1,0 +1,187 @@
+"""The typed API's work: create, checkpoint, transitions, delete and the reads.
+
+Plain functions of the manager's :class:`~actors._core.Core`; ``SessionManager``'s typed
+methods (and, through them, the seed's) call these. They raise the typed errors.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import structlog
+
+from actors._core import Core
+from actors._documents import info_dict, listing_dict, state_dict
+from actors._messages import Save, Transition
+from actors._validate import require_optional_str, require_step, require_str
+from persistence import (
+    SESSION_STATUSES,
+    InvalidArgument,
+    Lease,
+    NewSession,
+    SessionDocument,
+    SessionNotFound,
+    SessionSummary,
+    StateRecord,
+    _json,
+)
+
+log = structlog.get_logger("actors.manager")
+
+MISSING: Any = object()
+"""``plan_data`` left out: keep the stored plan."""
+
+
+def create(
+    core: Core, mode: str, config: dict[str, Any], user_id: str | None, name: str | None
+) -> str:
+    """Create a session owned by this manager and adopt its actor; return its id."""
+    core.check_open()
+    mode = require_str("mode", mode, max_length=64)  # the width of session_states.mode
+    settings = core.settings
+    runtimes = settings.runtimes
+    if runtimes is not None and runtimes.builder_for(mode) is None:
+        known = ", ".join(repr(m) for m in sorted(runtimes.by_mode))
+        raise InvalidArgument(
+            f"runtime_factory has no entry for mode {mode!r} (it has {known}):"
+            " a session of that mode could never get a runtime; nothing was created"
+        )
+    user_id = require_optional_str("user_id", user_id)
+    name = require_optional_str("name", name)
+    if not isinstance(config, dict):
+        raise InvalidArgument(f"config must be a dict, not {type(config).__name__}")
+    config_json = _json.encode(config, "config", settings.max_state_bytes)
+    now = core.now()
+    session_id = str(uuid.uuid4())
+    new = NewSession(
+        session_id=session_id,
+        user_id=user_id,
+        name=name or f"{mode}_{now:%Y%m%d_%H%M%S}",
+        mode=mode,
+        config_json=config_json,
+        now=now,
+        expires_at=settings.expiry(now),
+        owner=settings.instance_id,
+        lease_until=now + settings.lease_ttl,
+    )
+    core.db.store.create_session(new)
+    state = StateRecord(
+        session_id, mode, "{}", None, "init", None, "active", now, now,
+        new.expires_at, 1, 0, settings.instance_id, 1, new.lease_until,
+    )  # fmt: skip
+    adopted = core.supervisor.adopt(session_id, Lease(state, {}))
+    core.remember(session_id, adopted.get(timeout=settings.call_timeout), now)
+    log.info("session.created", session_id=session_id, mode=mode, user_id=user_id)
+    return session_id
+
+
+def checkpoint(  # noqa: PLR0917
+    core: Core,
+    session_id: str,
+    conversation_history: list[dict[str, Any]],
+    context_variables: dict[str, Any] | None,
+    current_phase: str | None,
+    current_step: int | None,
+    plan_data: dict[str, Any] | None,
+    history_rewritten: bool | None,
+) -> int:
+    """Check the arguments, encode what is not the history, and hand the save to the actor."""
+    core.check_open()
+    session_id = require_str("session_id", session_id)
+    if current_phase is not None:
+        current_phase = require_str("current_phase", current_phase, allow_empty=True)
+    require_step(current_step)
+    if not isinstance(conversation_history, list):
+        raise InvalidArgument(
+            "conversation_history must be a list of message dicts,"
+            f" not {type(conversation_history).__name__}"
+        )
+    if type(conversation_history) is not list:  # a subclass: the actor reads a plain copy
+        try:
+            conversation_history = list(conversation_history)
+        except Exception as exc:
+            raise _json.unreadable("conversation_history", exc) from exc
+    if context_variables is not None and not isinstance(context_variables, dict):
+        raise InvalidArgument(
+            f"context_variables must be a dict or None, not {type(context_variables).__name__}"
+        )
+    limit = core.settings.max_state_bytes
+    context_json = (
+        None
+        if context_variables is None
+        else _json.encode(context_variables, "context_variables", limit)
+    )
+    set_plan = plan_data is not MISSING and plan_data is not None
+    plan_json = _json.encode(plan_data, "plan_data", limit) if set_plan else None
+    save = Save(
+        conversation_history, context_json, current_phase, current_step, plan_json,
+        set_plan, history_rewritten,
+    )  # fmt: skip
+    started = time.perf_counter()
+    try:
+        version: int = core.ask(session_id, save, inline=True)
+    except BaseException:
+        core.checkpoint_timings.failed()
+        raise
+    core.checkpoint_timings.record(time.perf_counter() - started)
+    return version
+
+
+def transition(core: Core, session_id: str, action: str) -> int:
+    """Ask the session's actor to ``suspend``, ``resume``, ``complete`` or ``expire``."""
+    core.check_open()
+    session_id = require_str("session_id", session_id)
+    version: int = core.ask(session_id, Transition(action))
+    return version
+
+
+def delete(core: Core, session_id: str) -> None:
+    """Stop the session's actor and delete the session with everything attached."""
+    core.check_open()
+    session_id = require_str("session_id", session_id)
+    core.supervisor.remove(session_id).get(timeout=core.settings.call_timeout)
+    if not core.store().delete_session(session_id, core.instance_id, core.now()):
+        raise SessionNotFound(session_id)
+    log.info("session.deleted", session_id=session_id)
+
+
+def stored_state(core: Core, session_id: str) -> dict[str, Any]:
+    """The whole stored state with the seed's keys and types (datetimes), any status."""
+    core.check_open()
+    session_id = require_str("session_id", session_id)
+    document: SessionDocument | None = core.db.store.load(session_id)
+    if document is None:
+        raise SessionNotFound(session_id)
+    return state_dict(document)
+
+
+def info(core: Core, session_id: str) -> dict[str, Any]:
+    """A session's summary: the seed's ``get_session_info`` dict and extra keys."""
+    core.check_open()
+    session_id = require_str("session_id", session_id)
+    summary: SessionSummary | None = core.db.store.session_info(session_id)
+    if summary is None:
+        raise SessionNotFound(session_id)
+    return info_dict(summary)
+
+
+def sessions(
+    core: Core, user_id: str | None, status: str | None, mode: str | None, limit: int
+) -> list[dict[str, Any]]:
+    """Summaries of the sessions matching the filters, most recently updated first."""
+    core.check_open()
+    user_id = require_optional_str("user_id", user_id)
+    status = require_optional_str("status", status)
+    if status is not None and status not in SESSION_STATUSES:
+        raise InvalidArgument(
+            f"status must be one of {', '.join(SESSION_STATUSES)} or None, not {status!r}"
+        )
+    if mode is not None:
+        mode = require_str("mode", mode, max_length=64)
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        raise InvalidArgument(f"limit must be a positive int, not {limit!r}")
+    # Past a 32-bit count a limit means "all"; the databases refuse wider values.
+    rows = core.db.store.list_sessions(user_id, status, mode, min(limit, 2**31 - 1))
+    return [listing_dict(row) for row in rows]
