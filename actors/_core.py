@@ -7,6 +7,7 @@ of plain functions (``_typed``, ``_seed``, ``_approvals``, ``_connections``, ``_
 
 from __future__ import annotations
 
+import os
 import threading
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,6 +25,7 @@ from actors._supervisor import SessionSupervisor
 from actors._twins import AsyncPool
 from actors._waiters import ApprovalWaiters
 from persistence import (
+    CreatedBeforeFork,
     Database,
     SessionNotFound,
     SessionOwnedElsewhere,
@@ -58,6 +60,7 @@ class Core:
         self.cleanup_interval = options.cleanup_interval
         self._closed = False
         self._close_lock = threading.Lock()
+        self._pid = os.getpid()
         self.supervisor_ref = SessionSupervisor.start(self.settings)
         self.supervisor = self.supervisor_ref.proxy()
         # Live actors by session, so that a save is one hand-off instead of two; each entry
@@ -94,6 +97,8 @@ class Core:
         """Raise ``ManagerClosed`` once the manager is closed."""
         if self._closed:
             raise ManagerClosed
+        if self.db.forked:
+            raise CreatedBeforeFork("SessionManager", self._pid)
 
     def store(self) -> Store:
         """The store, once the manager is known to be open."""
@@ -170,6 +175,9 @@ class Core:
             if self._closed:
                 return
             self._closed = True
+        if self.db.forked:  # the actors and the writer live in the parent process
+            self.db.close()
+            return
         self.housekeeping.close()
         self.approval_waiters.notify_all()  # each raises ManagerClosed
         timeout = self.settings.call_timeout

@@ -27,6 +27,7 @@ def create_session_manager(
     pg_pool_size: int = 5,
     pg_application_name: str | None = None,
     pg_prepared_statements: bool = True,
+    auto_migrate: bool = True,
     **options: Unpack[ManagerOptions],
 ) -> SessionManager:
     """Open the session store and start a manager on it.
@@ -90,6 +91,14 @@ def create_session_manager(
             ``cleanup_interval`` the sweep) on a thread from creation, without
             ``await manager.start()`` (default). ``False``: nothing runs until
             ``start()``; tests then call ``sweep()`` themselves.
+        retention: completed and expired sessions not updated for longer are deleted
+            with everything attached by the sweep, in batches (``None``, the default:
+            kept until ``sessions purge``).
+        auto_migrate: upgrade a database whose schema is behind this code when it is
+            opened (the default). ``False`` for fleets that migrate once with
+            ``sessions db upgrade`` before a deploy: then such a database is refused with
+            ``SchemaOutdated``. A database newer than this code allows is refused either
+            way (``SchemaTooNew``; see "Rolling deploys" in the README).
 
     Raises:
         InvalidArgument: a bad URL or setting; nothing was created.
@@ -106,6 +115,8 @@ def create_session_manager(
         raise InvalidArgument(
             f"sqlite_synchronous must be NORMAL or FULL, not {sqlite_synchronous!r}"
         )
+    if not isinstance(auto_migrate, bool):
+        raise InvalidArgument(f"auto_migrate must be True or False, not {auto_migrate!r}")
     if not isinstance(pg_prepared_statements, bool):
         raise InvalidArgument(
             f"pg_prepared_statements must be True or False, not {pg_prepared_statements!r}"
@@ -125,6 +136,7 @@ def create_session_manager(
         # PostgreSQL truncates longer names (63 bytes) itself; cut at a character here.
         application_name=application_name[:63],
         prepared_statements=pg_prepared_statements,
+        auto_migrate=auto_migrate,
     )
     try:
         return SessionManager(db, **options)

@@ -102,7 +102,7 @@ class Housekeeping:
         if pending is not None and not _done(pending):
             return
         self._next_sweep = time.monotonic() + self._cleanup_interval
-        self._pending_sweep = self._supervisor.sweep()
+        self._pending_sweep = self._supervisor.sweep(periodic=True)
 
 
 def _done(future: pykka.Future[Any]) -> bool:

@@ -46,6 +46,7 @@ class ManagerOptions(TypedDict, total=False):
     runtime_factory: RuntimeFactory | None
     runtime_closer: RuntimeCloser | None
     autostart: bool
+    retention: Duration | None
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,8 @@ class Options:
     restart_backoff_max: timedelta
     runtimes: RuntimeSpec | None
     autostart: bool = True
+    #: Completed and expired sessions older than this are purged by the sweep (None: kept).
+    retention: timedelta | None = None
 
 
 def check_options(
@@ -89,6 +92,7 @@ def check_options(
     runtime_factory: RuntimeFactory | None = None,
     runtime_closer: RuntimeCloser | None = None,
     autostart: Any = True,
+    retention: Any = None,
 ) -> Options:
     """Check every setting of a manager, before anything is opened or started.
 
@@ -126,6 +130,7 @@ def check_options(
         ),
         runtimes=RuntimeSpec.from_arguments(runtime_factory, runtime_closer),
         autostart=autostart,
+        retention=None if retention is None else require_duration("retention", retention),
     )
 
 
@@ -149,6 +154,8 @@ class Settings:
     runtimes: RuntimeSpec | None = None
     restart_backoff: timedelta = timedelta(seconds=1)
     restart_backoff_max: timedelta = timedelta(seconds=60)
+    cleanup_interval: float = 60.0
+    retention: timedelta | None = None
 
     @classmethod
     def of(cls, db: Database, options: Options) -> Settings:
@@ -169,6 +176,8 @@ class Settings:
             runtimes=options.runtimes,
             restart_backoff=options.restart_backoff,
             restart_backoff_max=options.restart_backoff_max,
+            cleanup_interval=options.cleanup_interval,
+            retention=options.retention,
         )
 
     def now(self) -> datetime:

@@ -26,6 +26,9 @@ log = structlog.get_logger("actors.supervisor")
 #: How many actors past the excess an eviction looks at, to step over busy ones.
 _BUSY_SLACK = 16
 _MICROSECOND = timedelta(microseconds=1)
+#: The share of ``cleanup_interval`` within which another process's sweep counts as this
+#: tick's: ticks come a little late or early, and a process must not skip its own turn.
+_SWEEP_SLACK = 0.9
 
 
 @dataclass
@@ -50,6 +53,10 @@ class SupervisorStats:
     lease_takeovers: int = 0
     leases_lost: int = 0
     sweeps: int = 0
+    #: Periodic sweeps left to another process that swept within the interval.
+    sweeps_skipped: int = 0
+    #: Completed and expired sessions deleted for being older than ``retention``.
+    sessions_purged: int = 0
 
 
 @dataclass
@@ -304,11 +311,25 @@ class SessionSupervisor(QuickActor):
         self._retire(session_id)
         self._await_stopped(session_id)
 
-    def sweep(self) -> dict[str, int]:
-        """Expire idle sessions, stale approvals and dead connections; passivate idle actors."""
+    def sweep(self, periodic: bool = False) -> dict[str, int]:
+        """Expire idle sessions, stale approvals and dead connections; passivate idle actors.
+
+        A ``periodic`` sweep leaves the database's part to another process that started
+        one within the last ``cleanup_interval`` (minus a tenth, for the ticks' jitter);
+        this process's own actors are passivated either way.
+        """
         settings = self._settings
         now = settings.now()
-        counts = settings.db.store.sweep(now, now - settings.connection_timeout)
+        retention = settings.retention
+        counts = settings.db.store.sweep(
+            now,
+            now - settings.connection_timeout,
+            sweeper=settings.instance_id,
+            unless_swept_within=settings.cleanup_interval * _SWEEP_SLACK if periodic else None,
+            purge_before=None if retention is None else earlier(now, retention),
+        )
+        self._stats.sweeps_skipped += counts.skipped
+        self._stats.sessions_purged += counts.sessions_purged
         for session_id in counts.expired_sessions:
             log.info("session.expired", session_id=session_id)
             self._retire(session_id)
@@ -325,6 +346,7 @@ class SessionSupervisor(QuickActor):
             "approvals_expired": counts.approvals_expired,
             "connections_removed": counts.connections_removed,
             "passivated": len(idle),
+            "sessions_purged": counts.sessions_purged,
         }
         if any(result.values()):
             log.info("sweep.done", **result)

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
-import structlog
+from typing import Any
 
+import structlog
+from sqlalchemy import event
+
+from persistence import _fork
 from persistence._engine import DEFAULT_APPLICATION_NAME, open_backend, resolve_url
-from persistence._errors import InvalidArgument, StoreUnavailable
+from persistence._errors import InvalidArgument, SchemaOutdated, SchemaTooNew, StoreUnavailable
 from persistence._reads import ReadPool
 from persistence._store import Store
 from persistence._writer import GroupCommitWriter
 from persistence.sqlite import SqliteSynchronous
 
 log = structlog.get_logger("persistence")
+
+
+def _track_connection(dbapi_connection: Any, _record: Any) -> None:
+    _fork.track(dbapi_connection)
 
 
 class Database:
@@ -42,6 +50,7 @@ class Database:
         pool_size: int = 5,
         application_name: str = DEFAULT_APPLICATION_NAME,
         prepared_statements: bool = True,
+        auto_migrate: bool = True,
     ) -> Database:
         """Open the database, apply pending migrations and start the writer.
 
@@ -53,7 +62,12 @@ class Database:
             busy_timeout_ms: how long SQLite waits for another process's write lock.
             max_batch: most operations that share one transaction (group commit).
             timeout: seconds a caller waits for one write.
-            migrate: apply the alembic migrations (on by default).
+            migrate: check the schema and apply the alembic migrations (on by default);
+                off, nothing is checked (operators' tools that inspect any schema).
+            auto_migrate: with ``migrate``: upgrade a database behind this code (the
+                default); off (fleets that run ``sessions db upgrade`` once), such a
+                database is refused with ``SchemaOutdated``. Either way a database newer
+                than this code's compatibility window is refused (``SchemaTooNew``).
             pool_size: connections kept for reads.
             application_name: PostgreSQL's ``application_name`` of every connection.
             prepared_statements: PostgreSQL: prepare statements (off behind PgBouncer in
@@ -61,8 +75,12 @@ class Database:
 
         Raises:
             InvalidArgument: the URL or a setting is not usable.
+            SchemaOutdated: ``auto_migrate`` is off and the schema is behind the code.
+            SchemaTooNew: the schema needs newer code than this.
             StoreUnavailable: the database cannot be reached or migrated.
         """
+        if not isinstance(auto_migrate, bool):
+            raise InvalidArgument(f"auto_migrate must be True or False, not {auto_migrate!r}")
         url = resolve_url(database_url)
         backend = open_backend(
             url,
@@ -75,18 +93,23 @@ class Database:
         writer = GroupCommitWriter(backend, max_batch=max_batch)
         reads = ReadPool(backend, pool_size=2 * pool_size)
         store = Store(backend, writer, reads, timeout)
+        for engine in (backend.write_engine, backend.read_engine):
+            event.listen(engine, "connect", _track_connection)
         backend.start()
         writer.start()
         try:
             if migrate:
-                store.migrate()
+                # A read first: a database that is up to date (or newer, within the
+                # window) is never written, and one that must not be upgraded is refused.
+                if store.check_schema(upgrade_allowed=auto_migrate):
+                    store.migrate()
             else:
                 store.schema_revision()  # reach the database now, not on first use
         except Exception as exc:
             writer.close(5.0)
             reads.close()
             backend.close()
-            if isinstance(exc, InvalidArgument):
+            if isinstance(exc, InvalidArgument | SchemaOutdated | SchemaTooNew):
                 raise
             # Name the database in every refusal: the writer's own message does not.
             raise StoreUnavailable(
@@ -100,11 +123,22 @@ class Database:
         """Whether :meth:`close` ran."""
         return self._closed
 
+    @property
+    def forked(self) -> bool:
+        """Whether this process is a fork of the one that opened the database."""
+        return self.store.forked
+
     def close(self) -> None:
-        """Commit pending writes, stop the writer, close every connection."""
+        """Commit pending writes, stop the writer, close every connection.
+
+        In a forked child it only marks the store closed: the writer thread does not
+        exist there, and the connections are the parent's.
+        """
         if self._closed:
             return
         self._closed = True
+        if self.store.forked:
+            return
         try:
             self.store.writer.close(self.timeout)
         finally:

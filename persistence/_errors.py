@@ -6,6 +6,8 @@ They live in the lowest layer so that ``persistence`` can raise them without imp
 
 from __future__ import annotations
 
+import os
+
 
 class SessionSupervisorError(Exception):
     """Base class of every error this library raises on purpose."""
@@ -111,3 +113,47 @@ class SessionExists(SessionSupervisorError):
     def __init__(self, session_id: str) -> None:
         super().__init__(f"session {session_id!r} already exists")
         self.session_id = session_id
+
+
+class CreatedBeforeFork(StoreUnavailable):
+    """A store or manager opened before ``os.fork()`` was used in the forked child."""
+
+    def __init__(self, what: str, parent_pid: int) -> None:
+        super().__init__(
+            f"this {what} was created in process {parent_pid} before os.fork(); its threads"
+            f" and database connections do not exist in this forked process ({os.getpid()})."
+            " Create it after the fork, in each worker process: in the app's startup hook"
+            " (FastAPI lifespan / on_startup, gunicorn post_fork), not at import time of an"
+            " app preloaded by gunicorn --preload"
+        )
+        self.parent_pid = parent_pid
+
+
+class SchemaOutdated(StoreUnavailable):
+    """The database's schema is older than this code's, and ``auto_migrate`` is off."""
+
+    def __init__(self, current: str | None, head: str | None) -> None:
+        found = "no session schema" if current is None else f"schema revision {current}"
+        super().__init__(
+            f"the database has {found}; this code needs revision {head} and was told not"
+            " to migrate (auto_migrate=False): run `sessions db upgrade` once for the"
+            " fleet, then start the workers"
+        )
+        self.current = current
+        self.head = head
+
+
+class SchemaTooNew(StoreUnavailable):
+    """The database's schema is newer than this code can run against (see README)."""
+
+    def __init__(self, current: str, head: str | None, compatible_from: str | None) -> None:
+        needs = "a newer release" if compatible_from is None else f"revision {compatible_from}"
+        super().__init__(
+            f"the database's schema is at revision {current}, newer than this code's"
+            f" ({head}), and it no longer supports code that old: it needs code of {needs}"
+            " or later. Deploy the newer release on this worker (migrations only add, so"
+            " the release before the database's keeps working; older ones do not)"
+        )
+        self.current = current
+        self.head = head
+        self.compatible_from = compatible_from

@@ -1,4 +1,4 @@
-"""A session's life in the store: create, lease, checkpoint, transitions, delete, sweep.
+"""A session's life in the store: create, lease, checkpoint, transitions, delete.
 
 Each function returns one write operation for the group-commit writer: a :class:`HotOp`
 on compiled statements for what happens on every step or rehydration (create, lease
@@ -20,9 +20,9 @@ from persistence._backend import Tx
 from persistence._codec import decode_message
 from persistence._errors import SessionOwnedElsewhere, SessionSupervisorError
 from persistence._models import LIVE_STATUSES
-from persistence._records import Checkpoint, Lease, NewSession, StateRecord, SweepCounts
+from persistence._records import Checkpoint, Lease, NewSession, StateRecord
 from persistence._refusals import diagnose, refusal_of
-from persistence._tables import approvals, connections, sessions, state_record, states
+from persistence._tables import approvals, sessions, state_record, states
 from persistence._write_ops import HotOp, NotCommitted, Phases
 
 # (session, epoch) pairs per renewal statement: 2 parameters each, far below SQLite's limit.
@@ -344,47 +344,5 @@ def renew_leases(
             )
             held.update(row[0] for row in result)
         return {sid for sid, _ in pairs if sid not in held}
-
-    return op
-
-
-def sweep(now: datetime, connection_cutoff: datetime) -> Callable[[Connection], SweepCounts]:
-    """Expire idle sessions and stale approvals, drop dead connections; set-based."""
-
-    def op(connection: Connection) -> SweepCounts:
-        result = connection.execute(
-            update(states)
-            .where(states.c.status == "active", states.c.expires_at < now)
-            .values(
-                status="expired",
-                version=states.c.version + 1,
-                updated_at=now,
-                owner=None,
-                lease_expires_at=None,
-            )
-            .returning(states.c.session_id)
-        )
-        expired = [row[0] for row in result]
-        if expired:
-            expired_ids = select(states.c.session_id).where(states.c.status == "expired")
-            connection.execute(
-                update(sessions)
-                .where(sessions.c.status != "expired", sessions.c.id.in_(expired_ids))
-                .values(status="expired")
-            )
-            connection.execute(
-                update(approvals)
-                .where(approvals.c.status == "pending", approvals.c.session_id.in_(expired_ids))
-                .values(status="cancelled", resolved_at=now)
-            )
-        approvals_expired = connection.execute(
-            update(approvals)
-            .where(approvals.c.status == "pending", approvals.c.expires_at < now)
-            .values(status="expired")
-        )
-        removed = connection.execute(
-            delete(connections).where(connections.c.last_heartbeat < connection_cutoff)
-        )
-        return SweepCounts(expired, int(approvals_expired.rowcount), int(removed.rowcount))
 
     return op

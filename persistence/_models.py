@@ -1,4 +1,4 @@
-"""SQLAlchemy models: the five tables of the session store.
+"""SQLAlchemy models: the tables of the session store.
 
 JSON values are stored as text that :mod:`persistence._json` wrote, so that what is read
 back is exactly what was validated, on every dialect. The alembic migrations in
@@ -161,3 +161,13 @@ class ActiveConnectionRow(Base):
     server_instance: Mapped[str] = mapped_column(String(64))
     connected_at: Mapped[datetime] = mapped_column(UTCDateTime())
     last_heartbeat: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class StoreMetaRow(Base):
+    """A fact about the store itself, shared by every process (see migration 0003)."""
+
+    __tablename__ = "store_meta"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str | None] = mapped_column(String(255))
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

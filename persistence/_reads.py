@@ -18,7 +18,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar, cast
 
-from persistence import _json, _statements
+from persistence import _fork, _json, _statements
 from persistence._backend import Backend, Driver
 from persistence._codec import decode_rows
 from persistence._errors import StoreUnavailable
@@ -69,6 +69,7 @@ class ReadPool:
             if self._idle and not fresh:
                 return self._idle.pop(), True
         connection = self._backend.connect_reader()
+        _fork.track(connection)
         with self._lock:
             if self._closed:
                 connection.close()

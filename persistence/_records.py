@@ -145,3 +145,7 @@ class SweepCounts:
     expired_sessions: list[str]
     approvals_expired: int
     connections_removed: int
+    #: Completed and expired sessions deleted because they were older than the retention.
+    sessions_purged: int = 0
+    #: Another process swept within the interval: this pass changed nothing.
+    skipped: bool = False

@@ -9,16 +9,17 @@ also in the calling thread. Reads never block writes (WAL on SQLite, MVCC on Pos
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection
 
-from persistence import _admin, _approvals, _connections, _lifecycle, _transfer
+from persistence import _admin, _approvals, _connections, _fork, _lifecycle, _sweep, _transfer
 from persistence._backend import Backend
-from persistence._errors import StoreUnavailable
-from persistence._migrate import current_revision, downgrade_op, upgrade_op
+from persistence._errors import CreatedBeforeFork, StoreUnavailable
+from persistence._migrate import check_schema, current_revision, downgrade_op, upgrade_op
 from persistence._reads import ReadPool
 from persistence._records import (
     ApprovalRecord,
@@ -50,6 +51,17 @@ class Store:
         self._writer = writer
         self._reads = reads
         self.timeout = timeout
+        self._generation = _fork.generation()
+        self._pid = os.getpid()
+
+    @property
+    def forked(self) -> bool:
+        """Whether this is a forked child of the process that opened the store."""
+        return self._generation != _fork.generation()
+
+    def _usable(self) -> None:
+        if self._generation != _fork.generation():
+            raise CreatedBeforeFork("session store", self._pid)
 
     @property
     def dialect(self) -> str:
@@ -73,6 +85,7 @@ class Store:
 
     def write(self, op: WriteOp, timeout: float | None = None) -> Any:
         """Run one write operation through the writer; its result once committed."""
+        self._usable()
         return self._writer.call(op, self.timeout if timeout is None else timeout)
 
     def read(self, fn: Callable[[Connection], T]) -> T:
@@ -81,6 +94,7 @@ class Store:
         Raises:
             StoreUnavailable: the database could not be read.
         """
+        self._usable()
         try:
             with self._backend.read_engine.connect() as connection:
                 return fn(connection)
@@ -160,23 +174,51 @@ class Store:
         lost: set[str] = self.write(_lifecycle.renew_leases(owner, lease_until, epochs))
         return lost
 
-    def sweep(self, now: datetime, connection_cutoff: datetime) -> SweepCounts:
-        """Expire idle sessions and stale approvals, drop dead connections."""
-        counts: SweepCounts = self.write(_lifecycle.sweep(now, connection_cutoff))
-        return counts
+    def sweep(
+        self,
+        now: datetime,
+        connection_cutoff: datetime,
+        *,
+        sweeper: str | None = None,
+        unless_swept_within: float | None = None,
+        purge_before: datetime | None = None,
+        batch: int = _sweep.SWEEP_BATCH,
+    ) -> SweepCounts:
+        """Expire idle sessions and stale approvals, drop dead connections, in batches.
+
+        Args:
+            now: the sweep's time.
+            connection_cutoff: connections whose last heartbeat is older are dropped.
+            sweeper: claim the sweep for this owner first (see :func:`_sweep.claim`).
+            unless_swept_within: with ``sweeper``: do nothing (``skipped``) when another
+                process started a sweep less than this many seconds before ``now``.
+            purge_before: also delete completed and expired sessions not updated since.
+            batch: rows of each kind per transaction.
+        """
+        if sweeper is not None and not self.write(_sweep.claim(sweeper, now, unless_swept_within)):
+            return SweepCounts([], 0, 0, skipped=True)
+        total = SweepCounts([], 0, 0)
+        full = True
+        while full:
+            part, full = self.write(_sweep.sweep_batch(now, connection_cutoff, purge_before, batch))
+            total = _sweep.merge(total, part)
+        return total
 
     # ------------------------------------------------------------------ hot reads
 
     def load(self, session_id: str) -> SessionDocument | None:
         """The whole session with its history, or ``None`` if it does not exist."""
+        self._usable()
         return self._reads.load(session_id)
 
     def state(self, session_id: str) -> StateRecord | None:
         """The state row of a session, without its history."""
+        self._usable()
         return self._reads.state(session_id)
 
     def session_info(self, session_id: str) -> SessionSummary | None:
         """A session's summary, whatever its status."""
+        self._usable()
         return self._reads.session_info(session_id)
 
     def list_sessions(
@@ -189,6 +231,7 @@ class Store:
         newest_by: str = "updated_at",
     ) -> list[SessionSummary]:
         """Sessions matching the filters, most recently updated (or created) first."""
+        self._usable()
         return self._reads.list_sessions(user_id, status, mode, limit, newest_by)
 
     # ------------------------------------------------------------------ approvals
@@ -302,6 +345,17 @@ class Store:
     def schema_revision(self) -> str | None:
         """The alembic revision the database is at (``None``: no schema yet)."""
         return self.read(current_revision)
+
+    def check_schema(self, *, upgrade_allowed: bool) -> bool:
+        """Whether this code may run against the schema; ``True`` if it must upgrade first.
+
+        Raises:
+            SchemaTooNew: the database needs newer code (see :mod:`persistence._migrate`).
+            SchemaOutdated: the database is behind and ``upgrade_allowed`` is off.
+        """
+        return self.read(
+            lambda connection: check_schema(connection, upgrade_allowed=upgrade_allowed)
+        )
 
     def migrate(self, revision: str = "head", timeout: float | None = None) -> None:
         """Upgrade the schema to ``revision`` (one transaction, see :func:`upgrade_op`)."""

@@ -17,6 +17,7 @@ from persistence._models import (
     SessionMessageRow,
     SessionRow,
     SessionStateRow,
+    StoreMetaRow,
 )
 from persistence._records import StateRecord
 
@@ -25,6 +26,7 @@ states = cast("Table", SessionStateRow.__table__)
 messages = cast("Table", SessionMessageRow.__table__)
 approvals = cast("Table", ApprovalRequestRow.__table__)
 connections = cast("Table", ActiveConnectionRow.__table__)
+store_meta = cast("Table", StoreMetaRow.__table__)
 
 #: A state row, in the order of :class:`StateRecord`'s fields.
 STATE_COLUMNS = (
