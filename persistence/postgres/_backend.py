@@ -52,6 +52,9 @@ class PostgresBackend(Backend):
     pipelines: ClassVar[bool] = True
     append_statement: ClassVar[Statement | None] = CHECKPOINT_APPEND
     driver_errors: ClassVar[tuple[type[BaseException], ...]] = (psycopg.Error,)
+    data_errors: ClassVar[tuple[type[BaseException], ...]] = (
+        *Backend.data_errors, psycopg.DataError, psycopg.IntegrityError,
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -135,6 +138,11 @@ class PostgresBackend(Backend):
         """The server closed the connection (a restart, a killed backend, a network cut)."""
         original = getattr(error, "orig", error)
         return isinstance(original, psycopg.OperationalError)
+
+    def set_lock_wait(self, driver: psycopg.Connection[Any], milliseconds: int) -> None:
+        """``lock_timeout`` of the writer's session, set outside any transaction."""
+        with self.autocommit(driver):
+            driver.execute(f"SET lock_timeout = {int(milliseconds)}")
 
     def alive(self, driver: psycopg.Connection[Any]) -> bool:
         """One round trip on a connection that was idle: a server may have dropped it."""
