@@ -26,13 +26,14 @@ from actors._clock import Clock
 from actors._documents import info_dict, listing_dict, state_dict
 from actors._errors import ManagerClosed
 from actors._exit_hook import register_exit_hook
-from actors._mailbox import ask_inline
+from actors._mailbox import ask_inline, ask_within
 from actors._messages import ActorGone, Save, Transition
 from actors._metrics import CheckpointTimings
 from actors._runtime import RuntimeCloser, RuntimeFactory
 from actors._settings import Settings, check_options
 from actors._supervisor import SessionSupervisor
 from actors._ticker import Ticker
+from actors._ticket import CallTicket
 from actors._validate import Duration, require_optional_str, require_step, require_str
 from persistence import (
     SESSION_STATUSES,
@@ -165,20 +166,34 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
         self._check_open()
         return self._db.store
 
-    def _ask(self, session_id: str, message: Any, *, inline: bool = False) -> Any:
+    def _ask(
+        self,
+        session_id: str,
+        message: Any,
+        *,
+        inline: bool = False,
+        ticket: CallTicket | None = None,
+    ) -> Any:
         """Send ``message`` to the session's actor, rehydrating it if needed.
 
         With ``inline``, an idle actor handles it in this thread (see ``ask_inline``).
+        With a ``ticket`` (the one ``message`` carries), the timeout rule applies: given up
+        while queued, the message is withdrawn; started, it is waited for (see
+        ``ask_within``), and ``call_timeout`` counts from the ticket's creation.
         """
         self._check_open()
         timeout = self._settings.call_timeout
         for _ in range(_CHECKOUT_ATTEMPTS):
             try:
-                ref = self._checkout(session_id, timeout)
+                wait = timeout if ticket is None else ticket.remaining()
+                ref = self._checkout(session_id, wait)
                 if inline:
-                    return ask_inline(ref, message, timeout)
+                    return ask_inline(ref, message, wait, ticket)
+                if ticket is not None:
+                    return ask_within(ref, message, ticket)
                 return ref.ask(message, timeout=timeout)
             except (pykka.ActorDeadError, ActorGone):
+                # Not handled (a withdrawn ticket never started): it may go to a new actor.
                 self._refs.pop(session_id, None)
                 continue
             except pykka.Timeout:
@@ -359,9 +374,14 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
             session_id, mode, "{}", None, "init", None, "active", now, now,
             new.expires_at, 1, 0, settings.instance_id, 1, new.lease_until,
         )  # fmt: skip
-        adopted = self._supervisor.adopt(session_id, Lease(state, {}))
-        ref = adopted.get(timeout=settings.call_timeout)
-        self._remember(session_id, ref, now)
+        try:
+            ref = self._supervisor.adopt(session_id, Lease(state, {})).get(
+                timeout=settings.call_timeout
+            )
+        except pykka.Timeout:  # committed all the same: it is rehydrated on first use
+            log.warning("session.adopt_timeout", session_id=session_id)
+        else:
+            self._remember(session_id, ref, now)
         log.info("session.created", session_id=session_id, mode=mode, user_id=user_id)
         return session_id
 
@@ -417,13 +437,14 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
         )
         set_plan = plan_data is not _MISSING and plan_data is not None
         plan_json = _json.encode(plan_data, "plan_data", limit) if set_plan else None
+        ticket = CallTicket(self._settings.call_timeout)
         save = Save(
             conversation_history, context_json, current_phase, current_step, plan_json,
-            set_plan, history_rewritten,
+            set_plan, history_rewritten, ticket,
         )  # fmt: skip
         started = time.perf_counter()
         try:
-            version: int = self._ask(session_id, save, inline=True)
+            version: int = self._ask(session_id, save, inline=True, ticket=ticket)
         except BaseException:
             self._checkpoint_timings.failed()
             raise
@@ -433,7 +454,8 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
     def _transition(self, session_id: str, action: str) -> int:
         self._check_open()
         session_id = require_str("session_id", session_id)
-        version: int = self._ask(session_id, Transition(action))
+        ticket = CallTicket(self._settings.call_timeout)
+        version: int = self._ask(session_id, Transition(action, ticket), ticket=ticket)
         return version
 
     def suspend(self, session_id: str) -> int:

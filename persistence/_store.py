@@ -98,7 +98,12 @@ class Store:
         self.write(_lifecycle.create_session(new))
 
     def take_lease(
-        self, session_id: str, owner: str, now: datetime, lease_until: datetime
+        self,
+        session_id: str,
+        owner: str,
+        now: datetime,
+        lease_until: datetime,
+        timeout: float | None = None,
     ) -> Lease:
         """Take (or re-take) a session for ``owner``, bumping its epoch.
 
@@ -107,17 +112,18 @@ class Store:
             InvalidTransition: the session is completed or expired.
             SessionOwnedElsewhere: another owner's lease is still valid.
         """
-        lease: Lease = self.write(_lifecycle.take_lease(session_id, owner, now, lease_until))
+        op = _lifecycle.take_lease(session_id, owner, now, lease_until)
+        lease: Lease = self.write(op, timeout)
         return lease
 
-    def checkpoint(self, cp: Checkpoint) -> int:
+    def checkpoint(self, cp: Checkpoint, timeout: float | None = None) -> int:
         """Durably apply one checkpoint; return the new version.
 
         Raises:
             SessionNotFound, SessionOwnedElsewhere, InvalidTransition, StaleSession: the
                 guard did not match; nothing was written.
         """
-        version: int = self.write(_lifecycle.checkpoint(cp))
+        version: int = self.write(_lifecycle.checkpoint(cp), timeout)
         return version
 
     def transition(  # noqa: PLR0917
@@ -131,12 +137,13 @@ class Store:
         now: datetime,
         expires_at: datetime | None,
         release: bool,
+        timeout: float | None = None,
     ) -> int:
         """Change a live session's status (fenced); return the new version."""
         op = _lifecycle.transition(
             session_id, epoch, version, from_statuses, to_status, action, now, expires_at, release
         )
-        new_version: int = self.write(op)
+        new_version: int = self.write(op, timeout)
         return new_version
 
     def delete_session(self, session_id: str, owner: str, now: datetime) -> bool:
