@@ -101,7 +101,7 @@ class TestQueuedBehindTheActor:
         assert snapshot(manager, sid) == before
 
     def test_a_refused_suspend_never_commits_later(self, blocked: Any) -> None:
-        """suspend raises StoreUnavailable after call_timeout; the session stays active."""
+        """A suspend refused after call_timeout leaves the session active, for good."""
         manager, sid, runtime, hold, _ = blocked
         step = hold()
         with pytest.raises(StoreUnavailable, match="nothing was changed"):
@@ -181,9 +181,11 @@ class TestLockedDatabase:
     def test_suspend_create_and_request_approval(
         self, locked: tuple[SessionManager, str, str]
     ) -> None:
-        """Each is refused within call_timeout (not after the 5 s busy timeout) and,
-        once the lock is gone, has changed nothing: no suspended session, no duplicate
-        session, no approval."""
+        """Suspend, create and request_approval are refused within call_timeout.
+
+        Not after the 5 s busy timeout; and once the lock is gone they have changed
+        nothing: no suspended session, no duplicate session, no approval.
+        """
         manager, sid, url = locked
         with _database_held(url):
             self._refused_in_time(lambda: manager.suspend(sid))
@@ -198,8 +200,10 @@ class TestLockedDatabase:
     def test_an_inline_save_honours_call_timeout(
         self, locked: tuple[SessionManager, str, str]
     ) -> None:
-        """A save to an idle actor (run in the caller's thread) gives up at call_timeout:
-        False, and nothing stored after the lock is released."""
+        """A save to an idle actor (run in the caller's thread) gives up at call_timeout.
+
+        It returns False, and nothing is stored after the lock is released.
+        """
         manager, sid, url = locked
         before = snapshot(manager, sid)
         with _database_held(url):
