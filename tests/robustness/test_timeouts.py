@@ -134,7 +134,7 @@ class TestQueuedBehindTheActor:
 
 
 def _hold_sqlite_lock(url: str) -> Any:
-    connection = sqlite3.connect(make_url(url).database, isolation_level=None, timeout=0)
+    connection = sqlite3.connect(str(make_url(url).database), isolation_level=None, timeout=0)
     connection.execute("BEGIN IMMEDIATE")
     return connection
 
