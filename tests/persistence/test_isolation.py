@@ -166,6 +166,7 @@ class TestLostCommit:
 
     @pytest.fixture
     def database(self, pg_url: str) -> Iterator[Database]:
+        """An open store on a fresh PostgreSQL database."""
         database = Database.open(pg_url)
         yield database
         database.close()
