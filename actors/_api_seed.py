@@ -31,6 +31,8 @@ class SeedAPI:
             config: dict[str, Any],
             user_id: str | None = None,
             name: str | None = None,
+            *,
+            session_id: str | None = None,
         ) -> str: ...
 
         def checkpoint(  # noqa: PLR0917
@@ -71,9 +73,14 @@ class SeedAPI:
         config: dict[str, Any],
         user_id: str | None = None,
         name: str | None = None,
+        *,
+        session_id: str | None = None,
     ) -> str:
-        """Create a new session; return its id. Raises on failure, like the seed."""
-        return self.create(mode, config, user_id, name)
+        """Create a new session; return its id. Raises on failure, like the seed.
+
+        ``session_id``: a caller-chosen id, so that a retry is idempotent (see ``create``).
+        """
+        return self.create(mode, config, user_id, name, session_id=session_id)
 
     def _quietly(self, default: Any, action: str, session_id: Any, call: Callable[[], Any]) -> Any:
         # A closed manager is a programming error, not an expected failure: it raises.

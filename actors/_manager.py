@@ -332,13 +332,22 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
         config: dict[str, Any],
         user_id: str | None = None,
         name: str | None = None,
+        *,
+        session_id: str | None = None,
     ) -> str:
         """Create a session owned by this manager; return its id (a UUID string).
+
+        With ``session_id`` (1 to 36 printable characters, chosen by the caller) a retry
+        is idempotent: when that session exists with the same ``mode``, ``config``,
+        ``user_id`` and ``name``, its id is returned and nothing is written (a create
+        whose answer was lost, a timeout); when it exists with other arguments,
+        ``SessionExists``. Left out, ``name`` is ``<mode>_<first 8 characters of the id>``.
 
         Raises:
             InvalidArgument, NotSerializable: bad arguments (a ``mode`` that the
                 manager's ``runtime_factory`` mapping has no entry for, too); nothing was
                 written.
+            SessionExists: another session has this ``session_id``.
             StoreUnavailable: the database refused the write.
         """
         self._check_open()
@@ -357,19 +366,30 @@ class SessionManager(SeedAPI, Introspection, SideTables, AsyncTwins, RuntimeAPI)
         config_json = _json.encode(config, "config", self._settings.max_state_bytes)
         settings = self._settings
         now = self._now()
-        session_id = str(uuid.uuid4())
+        chosen = session_id is not None
+        if session_id is None:
+            session_id = str(uuid.uuid4())
+            default_name = f"{mode}_{now:%Y%m%d_%H%M%S}"
+        else:
+            session_id = require_str("session_id", session_id, max_length=36)
+            if not session_id.isprintable():
+                raise InvalidArgument("session_id must be printable characters only")
+            default_name = f"{mode}_{session_id[:8]}"  # the same on a retry
         new = NewSession(
             session_id=session_id,
             user_id=user_id,
-            name=name or f"{mode}_{now:%Y%m%d_%H%M%S}",
+            name=name or default_name,
             mode=mode,
             config_json=config_json,
             now=now,
             expires_at=settings.expiry(now),
             owner=settings.instance_id,
             lease_until=now + settings.lease_ttl,
+            caller_id=chosen,
         )
-        self._db.store.create_session(new)
+        if not self._db.store.create_session(new):
+            log.info("session.create_repeated", session_id=session_id)
+            return session_id  # a retry of a create that committed: nothing written
         state = StateRecord(
             session_id, mode, "{}", None, "init", None, "active", now, now,
             new.expires_at, 1, 0, settings.instance_id, 1, new.lease_until,

@@ -93,9 +93,16 @@ class Store:
 
     # ------------------------------------------------------------------ a session's life
 
-    def create_session(self, new: NewSession) -> None:
-        """Insert a session and its initial state (owned by ``new.owner`` if given)."""
-        self.write(_lifecycle.create_session(new))
+    def create_session(self, new: NewSession) -> bool:
+        """Insert a session and its initial state (owned by ``new.owner`` if given).
+
+        Returns ``False`` if a session with the caller-chosen id (``new.caller_id``) and
+        the same arguments exists already: a retry of a create that committed.
+
+        Raises:
+            SessionExists: a different session has that caller-chosen id.
+        """
+        return bool(self.write(_lifecycle.create_session(new)))
 
     def take_lease(
         self,

@@ -19,7 +19,7 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
-from actors import SessionManager, StoreUnavailable
+from actors import InvalidArgument, SessionExists, SessionManager, StoreUnavailable
 from tests.conftest import ManagerFactory, history
 from tests.robustness._support import snapshot, wait_until
 
@@ -213,3 +213,33 @@ class TestLockedDatabase:
         time.sleep(0.3)
         assert snapshot(manager, sid) == before
         assert manager.save_session_state(sid, history(6), {"k": 9}, "later", 9) is True
+
+
+class TestCallerChosenIds:
+    """A create with the caller's id can be retried after an unknown outcome."""
+
+    def test_a_retried_create_returns_the_same_session(
+        self, make_manager: ManagerFactory, any_db_url: str
+    ) -> None:
+        """Same id and arguments: the same session, written once; other arguments: refused."""
+        manager = make_manager(database_url=any_db_url)
+        sid = "order-1234"
+        assert manager.create_session("copilot", {"m": 1}, "alice", session_id=sid) == sid
+        assert manager.save_session_state(sid, history(2), {}, "p", 1)
+        assert manager.create_session("copilot", {"m": 1}, "alice", session_id=sid) == sid
+        assert len(manager.load(sid)["conversation_history"]) == 2  # untouched by the retry
+        assert len(manager.sessions()) == 1
+        with pytest.raises(SessionExists):
+            manager.create_session("copilot", {"m": 2}, "alice", session_id=sid)
+        with pytest.raises(SessionExists):
+            manager.create("swarm", {"m": 1}, "alice", session_id=sid)
+
+    @pytest.mark.parametrize("bad", ["", "x" * 37, "tab\there", 7])
+    def test_a_bad_id_is_refused(
+        self, make_manager: ManagerFactory, any_db_url: str, bad: Any
+    ) -> None:
+        """Empty, too long for the column, not printable, not a str: InvalidArgument."""
+        manager = make_manager(database_url=any_db_url)
+        with pytest.raises(InvalidArgument):
+            manager.create("copilot", {}, session_id=bad)
+        assert manager.sessions() == []
