@@ -69,6 +69,8 @@ class WriterStats:
     failed_batches: int = 0
     retried_batches: int = 0
     largest_batch: int = 0
+    #: Batches whose connection was lost during COMMIT, then read back.
+    recovered_batches: int = 0
     commit_seconds: list[float] = field(default_factory=list)
 
     def committed(self, size: int, seconds: float) -> None:
@@ -85,9 +87,9 @@ class WriterStats:
 def run_phased(tx: Tx, ops: list[HotOp[Any]], sync: Callable[[], None]) -> list[Outcome]:
     """Run hot operations phase by phase: one ``sync`` per phase for the whole batch.
 
-    Raises:
-        OpFailed: an operation raised while sending its statements; an error the server
-            reports at a ``sync`` names no operation (it is raised as it is).
+    Any other error is raised as it is: in a pipeline, an operation reading its results
+    after a failed sync raises the error of whichever operation failed, so no error here
+    names its operation (the writer runs the batch again one by one to find it).
     """
     outcomes: list[Outcome] = [(False, None)] * len(ops)
     running = [(index, op.run(tx)) for index, op in enumerate(ops)]
@@ -100,8 +102,6 @@ def run_phased(tx: Tx, ops: list[HotOp[Any]], sync: Callable[[], None]) -> list[
                 outcomes[index] = (True, done.value)
             except SessionSupervisorError as error:
                 outcomes[index] = (False, error)
-            except Exception as exc:  # raised while sending (e.g. a value it cannot encode)
-                raise OpFailed(index, exc) from exc
             else:
                 waiting.append((index, phases))
         if waiting:

@@ -279,6 +279,7 @@ class GroupCommitWriter:
         if decided is None or not self._backend.connection_lost(error):
             return False, self._unknown(ops, decided, error)
         self._drop_connection()
+        self.stats.recovered_batches += 1
         log.info("store.outcome_unknown", action="reading back whether the write committed")
         try:
             self._connect()
