@@ -17,11 +17,12 @@ import structlog
 
 from actors._errors import ManagerClosed
 from actors._housekeeping import Housekeeping
-from actors._mailbox import ask_inline
+from actors._mailbox import ask_inline, ask_within
 from actors._messages import ActorGone
 from actors._metrics import CheckpointTimings
 from actors._settings import Options, Settings
 from actors._supervisor import SessionSupervisor
+from actors._ticket import CallTicket
 from actors._twins import AsyncPool
 from actors._waiters import ApprovalWaiters
 from persistence import (
@@ -105,20 +106,34 @@ class Core:
         self.check_open()
         return self.db.store
 
-    def ask(self, session_id: str, message: Any, *, inline: bool = False) -> Any:
+    def ask(
+        self,
+        session_id: str,
+        message: Any,
+        *,
+        inline: bool = False,
+        ticket: CallTicket | None = None,
+    ) -> Any:
         """Send ``message`` to the session's actor, rehydrating it if needed.
 
         With ``inline``, an idle actor handles it in this thread (see ``ask_inline``).
+        With a ``ticket`` (the one ``message`` carries), the timeout rule applies: given up
+        while queued, the message is withdrawn; started, it is waited for (see
+        ``ask_within``), and ``call_timeout`` counts from the ticket's creation.
         """
         self.check_open()
         timeout = self.settings.call_timeout
         for _ in range(_CHECKOUT_ATTEMPTS):
             try:
-                ref = self._checkout(session_id, timeout)
+                wait = timeout if ticket is None else ticket.remaining()
+                ref = self._checkout(session_id, wait)
                 if inline:
-                    return ask_inline(ref, message, timeout)
+                    return ask_inline(ref, message, wait, ticket)
+                if ticket is not None:
+                    return ask_within(ref, message, ticket)
                 return ref.ask(message, timeout=timeout)
             except (pykka.ActorDeadError, ActorGone):
+                # Not handled (a withdrawn ticket never started): it may go to a new actor.
                 self._refs.pop(session_id, None)
                 continue
             except pykka.Timeout:

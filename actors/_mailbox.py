@@ -25,6 +25,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import pykka
 
+from actors._ticket import CallTicket, Withdrawn
+from persistence import OutcomeUnknown
+from persistence._write_ops import STARTED_GRACE
+
 if TYPE_CHECKING:
     from pykka._types import OptExcInfo
 
@@ -125,10 +129,21 @@ class TurnInbox:
         self._unfinished = 0  # queued, or being handled by the actor's thread
         self._actor_holds = False  # only the actor's thread reads and writes it
         self._handle: Any = None  # the actor's message handler, while it lives
+        self._snapshot: Any = None  # the actor's QuickActor.snapshot, while it lives
 
-    def bind(self, handle: Any) -> None:
-        """Set (or, with ``None``, clear) the handler :meth:`run_inline` calls."""
+    def bind(self, handle: Any, snapshot: Any = None) -> None:
+        """Set (or, with ``None``, clear) the handler :meth:`run_inline` calls.
+
+        ``snapshot`` is what a message becomes before it is queued, in the caller's thread
+        (see :meth:`QuickActor.snapshot`).
+        """
         self._handle = handle
+        self._snapshot = snapshot
+
+    def snapshot(self, message: Any) -> Any:
+        """``message`` as it will be queued (a snapshot of the caller's inputs)."""
+        snapshot = self._snapshot
+        return message if snapshot is None else snapshot(message)
 
     def put(self, envelope: Any, /) -> None:
         """Queue a message for the actor's thread."""
@@ -179,7 +194,15 @@ class QuickActor(pykka.ThreadingActor):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.actor_inbox.bind(self._handle_receive)
+        self.actor_inbox.bind(self._handle_receive, self.snapshot)
+
+    def snapshot(self, message: Any) -> Any:
+        """What ``message`` becomes before it waits in the inbox (default: itself).
+
+        Runs in the asking thread, while the actor may be handling another message: read
+        only what is safe to read from another thread.
+        """
+        return message
 
     @staticmethod
     def _create_actor_inbox() -> Any:
@@ -194,15 +217,51 @@ class QuickActor(pykka.ThreadingActor):
         super()._actor_loop_teardown()
 
 
-def ask_inline(ref: pykka.ActorRef[Any], message: Any, timeout: float) -> Any:
+def ask_inline(
+    ref: pykka.ActorRef[Any], message: Any, timeout: float, ticket: CallTicket | None = None
+) -> Any:
     """``ref.ask(message, timeout=timeout)``, run in this thread if the actor is idle.
 
     Only for messages whose handling may run in any thread (never for work that must run
     in the actor's own thread). The actor handles one message at a time either way.
+    With a ``ticket`` the timeout rule applies (see :func:`ask_within`).
     """
     inbox = ref.actor_inbox
     if isinstance(inbox, TurnInbox):
         result = inbox.run_inline(ref.actor_stopped, message)
         if result is not QUEUE_IT:
             return result
+    if ticket is not None:
+        return ask_within(ref, message, ticket)
     return ref.ask(message, timeout=timeout)
+
+
+def ask_within(ref: pykka.ActorRef[Any], message: Any, ticket: CallTicket) -> Any:
+    """Queue ``message`` and wait for its answer under the timeout rule.
+
+    Until the ticket's deadline the caller waits; then a message not yet started is
+    withdrawn (the actor drops it: nothing changes, now or later) and a started one is
+    waited for, up to :data:`STARTED_GRACE` more seconds.
+
+    Raises:
+        Withdrawn: no answer in time and withdrawn (a ``StoreUnavailable``).
+        OutcomeUnknown: it started and did not answer within the grace either.
+    """
+    inbox = ref.actor_inbox
+    if isinstance(inbox, TurnInbox):
+        message = inbox.snapshot(message)
+    future = ref.ask(message, block=False)
+    try:
+        return future.get(timeout=ticket.remaining())
+    except pykka.Timeout:
+        if ticket.withdraw():
+            msg = f"the session did not answer within {ticket.timeout:g}s; nothing was changed"
+            raise Withdrawn(msg) from None
+    try:
+        return future.get(timeout=STARTED_GRACE)
+    except pykka.Timeout:
+        msg = (
+            f"the session did not answer in time (a change that had started did not end"
+            f" within {ticket.timeout:g}s + {STARTED_GRACE:g}s); it may have been stored"
+        )
+        raise OutcomeUnknown(msg) from None

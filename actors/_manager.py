@@ -150,10 +150,13 @@ class SessionManager:
 
     def create_session(
         self, mode: str, config: dict[str, Any], user_id: str | None = None,
-        name: str | None = None,
+        name: str | None = None, *, session_id: str | None = None,
     ) -> str:  # fmt: skip
-        """Create a new session; return its id. Raises on failure, like the seed."""
-        return _typed.create(self._core, mode, config, user_id, name)
+        """Create a new session; return its id. Raises on failure, like the seed.
+
+        ``session_id``: a caller-chosen id, so that a retry is idempotent (see ``create``).
+        """
+        return _typed.create(self._core, mode, config, user_id, name, session_id)
 
     def save_session_state(  # noqa: PLR0917
         self,
@@ -245,10 +248,14 @@ class SessionManager:
 
     def create(
         self, mode: str, config: dict[str, Any], user_id: str | None = None,
-        name: str | None = None,
+        name: str | None = None, *, session_id: str | None = None,
     ) -> str:  # fmt: skip
-        """Create a session owned by this manager; return its id (typed errors, nothing written)."""
-        return _typed.create(self._core, mode, config, user_id, name)
+        """Create a session owned by this manager; return its id (typed errors, nothing written).
+
+        With ``session_id`` (1 to 36 printable characters) a retry is idempotent: the same
+        arguments return the id and write nothing; others raise ``SessionExists``.
+        """
+        return _typed.create(self._core, mode, config, user_id, name, session_id)
 
     def checkpoint(  # noqa: PLR0917
         self,

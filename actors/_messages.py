@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from actors._ticket import CallTicket
+    from persistence import MessageRow
 
 
 class ActorGone(Exception):
@@ -15,7 +19,10 @@ class Save:
     """Checkpoint the session with this state.
 
     ``context_json`` and ``plan_json`` were validated and encoded by the caller's thread.
-    ``context_json`` or ``phase`` ``None``: keep the stored value.
+    ``context_json`` or ``phase`` ``None``: keep the stored value. A save that has to wait
+    in the actor's inbox is a snapshot (see ``SessionActor.snapshot``): ``history`` is a
+    shallow copy and ``encoded`` the rows of ``history[encoded_from:]``, encoded at the
+    call, so that what the caller changes afterwards is never what gets stored.
     """
 
     history: list[Any]
@@ -25,6 +32,9 @@ class Save:
     plan_json: str | None
     set_plan: bool
     rewritten: bool | None = None
+    ticket: CallTicket | None = None
+    encoded_from: int = 0
+    encoded: list[MessageRow] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +42,7 @@ class Transition:
     """Change the session's status: ``suspend``, ``resume``, ``complete`` or ``expire``."""
 
     action: str
+    ticket: CallTicket | None = None
 
 
 @dataclass(frozen=True, slots=True)

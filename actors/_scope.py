@@ -167,19 +167,19 @@ class UserScope:
 
     def create_session(
         self, mode: str, config: dict[str, Any], user_id: str | None = None,
-        name: str | None = None,
+        name: str | None = None, *, session_id: str | None = None,
     ) -> str:  # fmt: skip
         """Create a session for this user (``user_id``, if given, must be this user)."""
         self._check_user(user_id)
-        return self.manager.create_session(mode, config, self._user_id, name)
+        return self.manager.create_session(mode, config, self._user_id, name, session_id=session_id)
 
     def create(
         self, mode: str, config: dict[str, Any], user_id: str | None = None,
-        name: str | None = None,
+        name: str | None = None, *, session_id: str | None = None,
     ) -> str:  # fmt: skip
         """``SessionManager.create`` for this user."""
         self._check_user(user_id)
-        return self.manager.create(mode, config, self._user_id, name)
+        return self.manager.create(mode, config, self._user_id, name, session_id=session_id)
 
     def list_sessions(
         self, user_id: str | None = None, status: str | None = None, mode: str | None = None,

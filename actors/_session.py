@@ -12,6 +12,8 @@ from actors._documents import json_state_dict
 from actors._mailbox import QuickActor
 from actors._messages import ActorGone, Describe, LiveState, Passivate, Save, Transition, Warm
 from actors._runtime import DiscardRuntime, RunInActor, RuntimeSlot, UseRuntime
+from actors._snapshot import encode_rows, snapshot_save
+from actors._ticket import CallTicket, Withdrawn
 from persistence import (
     Checkpoint,
     InvalidTransition,
@@ -24,7 +26,6 @@ from persistence import (
     StateRecord,
     StoreUnavailable,
     decode_message,
-    encode_message,
     sample_positions,
 )
 from persistence._json import clone, unreadable
@@ -77,6 +78,7 @@ class SessionActor(QuickActor):
         # the same question again.
         self._owned_by: tuple[str | None] | None = None
         self._log = log.bind(session_id=session_id)
+        self._ticket: CallTicket | None = None  # of the message being handled, if any
         # The session's live runtime, if the manager has a runtime_factory: held only here.
         self._runtime_slot = RuntimeSlot(session_id, settings.runtimes, self._log, work_lock)
         if lease is not None:
@@ -112,6 +114,18 @@ class SessionActor(QuickActor):
 
     def _dispatch(self, message: Any) -> Any:
         match message:
+            case Save(ticket=ticket) | Transition(ticket=ticket) if ticket is not None:
+                # The timeout rule: a caller that gave up first withdrew it; otherwise it
+                # starts now, and its writes are bounded by the caller's deadline.
+                if not ticket.start():
+                    raise Withdrawn(f"session {self.session_id!r}: the caller gave up")
+                self._ticket = ticket
+                try:
+                    if isinstance(message, Save):
+                        return self._save(message)
+                    return self._transition(message.action)
+                finally:
+                    self._ticket = None
             case Save():
                 return self._save(message)
             case Transition(action=action):
@@ -143,6 +157,24 @@ class SessionActor(QuickActor):
         self._supervisor.forget(self.session_id, self.actor_ref, reason)
         self.stop()
 
+    def _timeout(self) -> float | None:
+        """Seconds the current caller still waits (``None``: the store's own timeout)."""
+        ticket = self._ticket
+        return None if ticket is None else ticket.remaining()
+
+    def snapshot(self, message: Any) -> Any:
+        """A save about to wait in the inbox, independent of the caller's objects.
+
+        Runs in the caller's thread (see ``QuickActor.snapshot`` and
+        :func:`actors._snapshot.snapshot_save`); this actor's count of stored messages is
+        read without its turn, only as a hint.
+        """
+        if not isinstance(message, Save):
+            return message
+        state = self._state
+        known = 0 if state is None else state.message_count
+        return snapshot_save(message, known, self._settings.max_message_bytes)
+
     # ------------------------------------------------------------------ state
 
     def _adopt(self, lease: Lease) -> None:
@@ -167,6 +199,7 @@ class SessionActor(QuickActor):
                 settings.instance_id,
                 now,
                 now + settings.lease_ttl,
+                self._timeout(),
             )
         except InvalidTransition as error:
             self._leave("load failed: InvalidTransition")
@@ -299,11 +332,7 @@ class SessionActor(QuickActor):
             else:  # the caller knows; a shorter history is never an append
                 append = not save.rewritten and len(history) >= known
             first = known if append else 0
-            limit = self._settings.max_message_bytes
-            rows = [
-                encode_message(message, f"conversation_history[{first + offset}]", limit)
-                for offset, message in enumerate(history[first:])
-            ]
+            rows = encode_rows(save, first, self._settings.max_message_bytes)
         except SessionSupervisorError:
             raise
         except Exception as exc:
@@ -331,7 +360,7 @@ class SessionActor(QuickActor):
             rewrite_from=None if append else 0,
         )
         try:
-            version = settings.db.store.checkpoint(checkpoint)
+            version = settings.db.store.checkpoint(checkpoint, self._timeout())
         except SessionOwnedElsewhere as error:
             self._lost_lease(error.owner)
             raise
@@ -344,15 +373,7 @@ class SessionActor(QuickActor):
         count = len(history)
         self._samples = self._resample(history, first, rows)
         phase_changed = phase != state.current_phase
-        state.version = version
-        state.message_count = count
-        state.context_json = context_json
-        if save.set_plan:
-            state.plan_json = save.plan_json
-        state.current_phase = phase
-        state.current_step = save.step
-        state.updated_at = now
-        state.expires_at = checkpoint.expires_at
+        self._stored(save, checkpoint, version)
         if not append:
             self._log.info("session.history_rewritten", messages=count)
         self._log.debug(
@@ -363,6 +384,20 @@ class SessionActor(QuickActor):
             new_messages=len(rows),
         )
         return version
+
+    def _stored(self, save: Save, checkpoint: Checkpoint, version: int) -> None:
+        """Hold what the committed ``checkpoint`` stored."""
+        state = self._state
+        assert state is not None  # noqa: S101 - saved from it
+        state.version = version
+        state.message_count = len(save.history)
+        state.context_json = checkpoint.context_json
+        if save.set_plan:
+            state.plan_json = save.plan_json
+        state.current_phase = checkpoint.phase
+        state.current_step = save.step
+        state.updated_at = checkpoint.now
+        state.expires_at = checkpoint.expires_at
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -385,6 +420,7 @@ class SessionActor(QuickActor):
                 now,
                 expires_at,
                 release,
+                self._timeout(),
             )
         except SessionOwnedElsewhere as error:
             self._lost_lease(error.owner)

@@ -11,11 +11,13 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+import pykka
 import structlog
 
 from actors._core import Core
 from actors._documents import info_dict, listing_dict, state_dict
 from actors._messages import Save, Transition
+from actors._ticket import CallTicket
 from actors._validate import require_optional_str, require_step, require_str
 from persistence import (
     SESSION_STATUSES,
@@ -35,10 +37,19 @@ MISSING: Any = object()
 """``plan_data`` left out: keep the stored plan."""
 
 
-def create(
-    core: Core, mode: str, config: dict[str, Any], user_id: str | None, name: str | None
+def create(  # noqa: PLR0917
+    core: Core,
+    mode: str,
+    config: dict[str, Any],
+    user_id: str | None,
+    name: str | None,
+    session_id: str | None,
 ) -> str:
-    """Create a session owned by this manager and adopt its actor; return its id."""
+    """Create a session owned by this manager and adopt its actor; return its id.
+
+    A caller-chosen ``session_id`` makes a retry idempotent: the same arguments again
+    return the id and write nothing; other arguments raise ``SessionExists``.
+    """
     core.check_open()
     mode = require_str("mode", mode, max_length=64)  # the width of session_states.mode
     settings = core.settings
@@ -55,25 +66,40 @@ def create(
         raise InvalidArgument(f"config must be a dict, not {type(config).__name__}")
     config_json = _json.encode(config, "config", settings.max_state_bytes)
     now = core.now()
-    session_id = str(uuid.uuid4())
+    chosen = session_id is not None
+    if session_id is None:
+        session_id = str(uuid.uuid4())
+        default_name = f"{mode}_{now:%Y%m%d_%H%M%S}"
+    else:
+        session_id = require_str("session_id", session_id, max_length=36)
+        if not session_id.isprintable():
+            raise InvalidArgument("session_id must be printable characters only")
+        default_name = f"{mode}_{session_id[:8]}"  # the same on a retry
     new = NewSession(
         session_id=session_id,
         user_id=user_id,
-        name=name or f"{mode}_{now:%Y%m%d_%H%M%S}",
+        name=name or default_name,
         mode=mode,
         config_json=config_json,
         now=now,
         expires_at=settings.expiry(now),
         owner=settings.instance_id,
         lease_until=now + settings.lease_ttl,
+        caller_id=chosen,
     )
-    core.db.store.create_session(new)
+    if not core.db.store.create_session(new):
+        log.info("session.create_repeated", session_id=session_id)
+        return session_id  # a retry of a create that committed: nothing written
     state = StateRecord(
         session_id, mode, "{}", None, "init", None, "active", now, now,
         new.expires_at, 1, 0, settings.instance_id, 1, new.lease_until,
     )  # fmt: skip
-    adopted = core.supervisor.adopt(session_id, Lease(state, {}))
-    core.remember(session_id, adopted.get(timeout=settings.call_timeout), now)
+    try:
+        ref = core.supervisor.adopt(session_id, Lease(state, {})).get(timeout=settings.call_timeout)
+    except pykka.Timeout:  # committed all the same: it is rehydrated on first use
+        log.warning("session.adopt_timeout", session_id=session_id)
+    else:
+        core.remember(session_id, ref, now)
     log.info("session.created", session_id=session_id, mode=mode, user_id=user_id)
     return session_id
 
@@ -116,13 +142,14 @@ def checkpoint(  # noqa: PLR0917
     )
     set_plan = plan_data is not MISSING and plan_data is not None
     plan_json = _json.encode(plan_data, "plan_data", limit) if set_plan else None
+    ticket = CallTicket(core.settings.call_timeout)
     save = Save(
         conversation_history, context_json, current_phase, current_step, plan_json,
-        set_plan, history_rewritten,
+        set_plan, history_rewritten, ticket,
     )  # fmt: skip
     started = time.perf_counter()
     try:
-        version: int = core.ask(session_id, save, inline=True)
+        version: int = core.ask(session_id, save, inline=True, ticket=ticket)
     except BaseException:
         core.checkpoint_timings.failed()
         raise
@@ -134,7 +161,8 @@ def transition(core: Core, session_id: str, action: str) -> int:
     """Ask the session's actor to ``suspend``, ``resume``, ``complete`` or ``expire``."""
     core.check_open()
     session_id = require_str("session_id", session_id)
-    version: int = core.ask(session_id, Transition(action))
+    ticket = CallTicket(core.settings.call_timeout)
+    version: int = core.ask(session_id, Transition(action, ticket), ticket=ticket)
     return version
 
 

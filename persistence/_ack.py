@@ -23,9 +23,11 @@ _TRANSITION = threading.Lock()
 class Ack(Generic[T]):
     """The outcome of one queued write, awaited by the one thread that queued it."""
 
-    __slots__ = ("_error", "_ready", "_state", "_value")
+    __slots__ = ("_error", "_ready", "_state", "_value", "deadline")
 
-    def __init__(self) -> None:
+    def __init__(self, deadline: float = float("inf")) -> None:
+        #: ``time.monotonic()`` when its caller gives up: the writer bounds its lock waits by it.
+        self.deadline = deadline
         self._ready = threading.Lock()
         self._ready.acquire()  # released once the outcome is set
         self._state = _PENDING
@@ -62,6 +64,11 @@ class Ack(Generic[T]):
         with _TRANSITION:
             self._state = _DONE
         self._ready.release()
+
+    @property
+    def started(self) -> bool:
+        """Whether the writer took it into a transaction (it can no longer be withdrawn)."""
+        return self._state in (_RUNNING, _DONE)
 
     def wait(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for the outcome; whether it is there."""

@@ -105,6 +105,21 @@ class Backend(ABC):
         """Whether an idle connection still reaches the server (default: always)."""
         return True
 
+    #: Errors of one operation's own values, not of the database: that operation fails
+    #: alone and the rest of its batch runs again (a value the driver cannot encode, a
+    #: constraint). Anything else (a lock, the disk, the server, the schema) fails a batch.
+    data_errors: ClassVar[tuple[type[BaseException], ...]] = (ValueError, TypeError, OverflowError)
+
+    def data_fault(self, error: BaseException) -> bool:
+        """Whether ``error`` was caused by one operation's values (see :attr:`data_errors`)."""
+        return isinstance(getattr(error, "orig", error), self.data_errors)
+
+    #: The longest lock wait the writer may set (ms); ``None``: no limit of the backend's.
+    lock_wait_cap_ms: int | None = None
+
+    def set_lock_wait(self, driver: Driver, milliseconds: int) -> None:  # noqa: B027 - optional
+        """Wait at most ``milliseconds`` for another transaction's lock (default: no bound)."""
+
     def executemany(self, driver: Driver, text: str, rows: Sequence[Mapping[str, Any]]) -> None:
         """Run ``text`` once per row of parameters."""
         driver.executemany(text, rows)

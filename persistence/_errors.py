@@ -107,6 +107,16 @@ class StoreUnavailable(SessionSupervisorError):
     """The database could not be reached or refused the write; nothing was acknowledged."""
 
 
+class OutcomeUnknown(StoreUnavailable):
+    """A write started but its outcome could not be learnt in time: it may have committed.
+
+    Raised only when a write that had already begun did not finish within the caller's
+    timeout plus a short grace (a hung server or disk), or its connection was lost during
+    COMMIT and reading back could not tell. Unlike a plain :class:`StoreUnavailable`,
+    this is not a refusal: read the session back before acting on it.
+    """
+
+
 class SessionExists(SessionSupervisorError):
     """A session with this id already exists (e.g. importing a session twice)."""
 

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, delete, exists, or_, select, tuple_, update
 from persistence import _statements as sql
 from persistence._backend import Tx
 from persistence._codec import decode_message
-from persistence._errors import SessionOwnedElsewhere, SessionSupervisorError
+from persistence._errors import SessionExists, SessionOwnedElsewhere, SessionSupervisorError
 from persistence._models import LIVE_STATUSES
 from persistence._records import Checkpoint, Lease, NewSession, StateRecord
 from persistence._refusals import diagnose, refusal_of
@@ -50,10 +50,23 @@ def sample_positions(count: int) -> list[int]:
 # ---------------------------------------------------------------------- hot operations
 
 
-def create_session(new: NewSession) -> HotOp[None]:
-    """Insert a session and its initial state (owned by ``new.owner`` if given)."""
+def create_session(new: NewSession) -> HotOp[bool]:
+    """Insert a session and its initial state (owned by ``new.owner`` if given).
 
-    def run(tx: Tx) -> Phases[None]:
+    The operation returns ``True``; with a caller-chosen id (``new.caller_id``), ``False``
+    when that session exists already with the same user, name, mode and config (a retry),
+    and raises ``SessionExists`` when a different one does.
+    """
+
+    def run(tx: Tx) -> Phases[bool]:
+        if new.caller_id:
+            found = tx.execute(sql.SESSION_IDENTITY, {"sid": new.session_id})
+            yield
+            row = found.fetchone()
+            if row is not None:
+                if tuple(row) != (new.user_id, new.name, new.config_json, new.mode):
+                    raise SessionExists(new.session_id)
+                return False
         now = tx.time(new.now)
         tx.execute(
             sql.INSERT_SESSION,
@@ -69,10 +82,19 @@ def create_session(new: NewSession) -> HotOp[None]:
              "expires_at": tx.time(new.expires_at), "version": 1, "message_count": 0,
              "owner": new.owner, "epoch": 1, "lease_expires_at": tx.optional_time(new.lease_until)},
         )  # fmt: skip
-        return
+        return True
         yield  # one phase: nothing to read back
 
-    return HotOp(run)
+    def recover(tx: Tx) -> bool:
+        # A random id exists only if this create committed; a caller's id is compared.
+        row = tx.execute(sql.SESSION_IDENTITY, {"sid": new.session_id}).fetchone()
+        if row is None:
+            raise NotCommitted
+        if tuple(row) != (new.user_id, new.name, new.config_json, new.mode):
+            raise SessionExists(new.session_id)
+        return True
+
+    return HotOp(run, recover=recover)
 
 
 def take_lease(session_id: str, owner: str, now: datetime, lease_until: datetime) -> HotOp[Lease]:

@@ -23,6 +23,9 @@ class NewSession:
     expires_at: datetime
     owner: str | None
     lease_until: datetime | None
+    #: The id was chosen by the caller: a create that finds the same session returns it
+    #: (a retry), one that finds a different session raises ``SessionExists``.
+    caller_id: bool = False
 
 
 @dataclass(slots=True)

@@ -74,6 +74,13 @@ STATE_GUARD = Statement(
 
 INSERT_SESSION = Statement("insert_session", insert(sessions))
 INSERT_STATE = Statement("insert_state", insert(states))
+#: What a create with a caller-chosen id compares with a session of that id.
+SESSION_IDENTITY = Statement(
+    "session_identity",
+    select(sessions.c.user_id, sessions.c.name, sessions.c.meta, states.c.mode)
+    .select_from(sessions.outerjoin(states, states.c.session_id == sessions.c.id))
+    .where(sessions.c.id == bindparam("sid")),
+)
 
 # ---------------------------------------------------------------------- leases
 

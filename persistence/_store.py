@@ -107,12 +107,24 @@ class Store:
 
     # ------------------------------------------------------------------ a session's life
 
-    def create_session(self, new: NewSession) -> None:
-        """Insert a session and its initial state (owned by ``new.owner`` if given)."""
-        self.write(_lifecycle.create_session(new))
+    def create_session(self, new: NewSession) -> bool:
+        """Insert a session and its initial state (owned by ``new.owner`` if given).
+
+        Returns ``False`` if a session with the caller-chosen id (``new.caller_id``) and
+        the same arguments exists already: a retry of a create that committed.
+
+        Raises:
+            SessionExists: a different session has that caller-chosen id.
+        """
+        return bool(self.write(_lifecycle.create_session(new)))
 
     def take_lease(
-        self, session_id: str, owner: str, now: datetime, lease_until: datetime
+        self,
+        session_id: str,
+        owner: str,
+        now: datetime,
+        lease_until: datetime,
+        timeout: float | None = None,
     ) -> Lease:
         """Take (or re-take) a session for ``owner``, bumping its epoch.
 
@@ -121,17 +133,18 @@ class Store:
             InvalidTransition: the session is completed or expired.
             SessionOwnedElsewhere: another owner's lease is still valid.
         """
-        lease: Lease = self.write(_lifecycle.take_lease(session_id, owner, now, lease_until))
+        op = _lifecycle.take_lease(session_id, owner, now, lease_until)
+        lease: Lease = self.write(op, timeout)
         return lease
 
-    def checkpoint(self, cp: Checkpoint) -> int:
+    def checkpoint(self, cp: Checkpoint, timeout: float | None = None) -> int:
         """Durably apply one checkpoint; return the new version.
 
         Raises:
             SessionNotFound, SessionOwnedElsewhere, InvalidTransition, StaleSession: the
                 guard did not match; nothing was written.
         """
-        version: int = self.write(_lifecycle.checkpoint(cp))
+        version: int = self.write(_lifecycle.checkpoint(cp), timeout)
         return version
 
     def transition(  # noqa: PLR0917
@@ -145,12 +158,13 @@ class Store:
         now: datetime,
         expires_at: datetime | None,
         release: bool,
+        timeout: float | None = None,
     ) -> int:
         """Change a live session's status (fenced); return the new version."""
         op = _lifecycle.transition(
             session_id, epoch, version, from_statuses, to_status, action, now, expires_at, release
         )
-        new_version: int = self.write(op)
+        new_version: int = self.write(op, timeout)
         return new_version
 
     def delete_session(self, session_id: str, owner: str, now: datetime) -> bool:

@@ -7,12 +7,25 @@ transaction running, nothing queued) runs its write in its own thread at once: n
 which is what one busy caller needs.
 
 Each operation raises its domain error (``StaleSession``, ``SessionNotFound`` ...)
-*before* it writes anything: the other operations of its batch still commit. An error of
-the database itself (lost connection, locked or read-only file, failed commit), or any
-other exception of an operation, rolls the transaction back and fails every operation of
-the batch with :class:`StoreUnavailable`, and no other batch. A batch the database rolled
-back whole (a PostgreSQL deadlock victim, a serialization failure) runs again first, up
-to three runs in all.
+*before* it writes anything: the other operations of its batch still commit. An operation
+whose own data the database refuses (a value it cannot encode, a constraint) fails alone:
+the transaction is rolled back and the rest of the batch runs again without it (on
+PostgreSQL, after a pipelined batch failed at a sync that names no operation, the rest runs
+once more one operation after the other to find it; no savepoints: psycopg's ROLLBACK TO
+SAVEPOINT deallocates its prepared statements). An error of the database itself (lost
+connection, locked or read-only file) fails every operation of the batch with
+:class:`StoreUnavailable`, and no other batch. A batch the database rolled back whole (a
+PostgreSQL deadlock victim, a serialization failure) runs again first, up to three runs
+in all.
+
+**The timeout rule.** A caller that gives up while its write is queued withdraws it (see
+:func:`persistence._write_ops.wait_for_ack`); a write that started is waited for. To keep
+that wait short the writer bounds its lock waits (SQLite's ``busy_timeout``, PostgreSQL's
+``lock_timeout``) by the earliest deadline of the batch, and never runs a batch again past
+it. **Unknown outcomes are resolved:** when the connection drops once COMMIT was sent, the
+writer reads back, on a new connection, whether the transaction committed (each operation's
+``recover``); only when no operation of the batch can tell are its callers told
+:class:`OutcomeUnknown`.
 
 A batch of hot operations only runs on the driver's connection: the writer begins and
 commits it there, and on PostgreSQL sends it pipelined (one round trip per phase of the
@@ -40,9 +53,11 @@ from persistence._write_ops import (
     HotOp,
     Item,
     NotCommitted,
+    OpFailed,
     Outcome,
     WriteOp,
     WriterStats,
+    outcome_unknown,
     refusal,
     run_mixed,
     run_phased,
@@ -52,6 +67,10 @@ from persistence._write_ops import (
 
 T = TypeVar("T")
 log = structlog.get_logger("persistence.writer")
+
+#: The shortest lock wait the writer sets (ms), and the ratio between two settings.
+LOCK_WAIT_FLOOR_MS = 10.0
+LOCK_WAIT_RATIO = 1.25
 
 #: A writer connection idle for longer is checked before its next batch: a server may
 #: have dropped it meanwhile (a restart, a killed backend), and a batch that fails once
@@ -77,6 +96,8 @@ class GroupCommitWriter:
         self._driver: Driver = None  # valid while _connection is set
         self._last_used = 0.0
         self._committing = False  # COMMIT was sent: a failure from here has an unknown outcome
+        self._decided: list[Outcome] | None = None  # the outcomes of the batch being committed
+        self._lock_wait_ms: int | None = None  # the lock wait set on the connection
         self.stats = WriterStats()
 
     @property
@@ -95,21 +116,23 @@ class GroupCommitWriter:
         """Run ``op`` in the next transaction; return its result once that committed.
 
         Raises:
-            StoreUnavailable: the store is closed, refused the write, or did not commit
-                within ``timeout`` seconds (then it may still commit later).
+            StoreUnavailable: the store is closed, refused the write, or the write was
+                still queued after ``timeout`` seconds (withdrawn: it never runs).
+            OutcomeUnknown: the write started and its outcome could not be learnt.
             SessionSupervisorError: the operation's own (domain) error.
         """
+        deadline = time.monotonic() + timeout
         with self._lock:
             if self._closed:
                 raise StoreUnavailable("the session store is closed")
             inline = self._inbox.empty() and self._connection_lock.acquire(blocking=False)
             if not inline:
-                ack: Ack[Any] = Ack()
+                ack: Ack[Any] = Ack(deadline)
                 self._inbox.put((op, ack))
         if not inline:
             return wait_for_ack(ack, timeout)
         try:
-            ((ok, value),) = self._commit_locked([op])
+            ((ok, value),) = self._commit_locked([op], deadline)
         finally:
             self._connection_lock.release()
         if ok:
@@ -148,7 +171,8 @@ class GroupCommitWriter:
                 batch, stopping = self._gather(item)
                 # A caller that gave up (timeout) before we began is dropped.
                 live = [entry for entry in batch if entry[1].set_running_or_notify_cancel()]
-                outcomes = self._commit_locked([op for op, _ in live]) if live else []
+                deadline = min((ack.deadline for _, ack in live), default=0.0)
+                outcomes = self._commit_locked([op for op, _ in live], deadline) if live else []
             settle(live, outcomes)
 
     def _gather(self, first: Item) -> tuple[list[Item], bool]:
@@ -166,84 +190,145 @@ class GroupCommitWriter:
 
     # ------------------------------------------------------------------ transactions
 
-    def _commit_locked(self, ops: list[WriteOp]) -> list[Outcome]:
+    def _commit_locked(self, ops: list[WriteOp], deadline: float) -> list[Outcome]:
         """Run ``ops`` in one transaction (the caller holds the connection lock).
 
+        An operation the database refuses on its own is refused alone and the others run
+        again without it; a batch rolled back whole runs again (before ``deadline`` only).
         Returns the outcomes for :func:`settle`, which the caller runs after releasing the
         lock, so that an acknowledged caller finds the writer idle again.
         """
         started = time.perf_counter()
-        for attempt in range(1, ATTEMPTS + 1):
+        outcomes: list[Outcome | None] = [None] * len(ops)
+        pending = list(range(len(ops)))
+        sequential = False  # after a pipelined batch failed: find which operation did
+        attempt = 1
+        while pending:
+            run = [ops[index] for index in pending]
             try:
-                outcomes = self._transaction(ops)
+                ran = self._transaction(run, deadline, sequential=sequential)
+                for index, outcome in zip(pending, ran, strict=True):
+                    outcomes[index] = outcome
                 break
-            except Exception as exc:  # noqa: BLE001 - every database failure fails the batch
-                recoverable = self._committing and self._recoverable(ops, exc)
-                if recoverable:
-                    found = self._recover(cast("HotOp[Any]", ops[0]))
+            except Exception as raised:  # noqa: BLE001 - every database failure is handled
+                culprit, exc = (None, raised)
+                if isinstance(raised, OpFailed):
+                    culprit, exc = raised.index, raised.error
+                if self._committing:
+                    found = self._recover(run, exc)
                     if found is not None:
-                        return [found]
-                    if attempt < ATTEMPTS:  # it did not commit: it simply runs again
-                        self.stats.retried_batches += 1
-                        continue
-                lost = not self._committing and self._backend.connection_lost(exc)
-                if attempt < ATTEMPTS and (lost or self._backend.retryable(exc)):
-                    # Rolled back whole, or the connection died before COMMIT was sent:
-                    # nothing of the batch committed, so it simply runs again.
-                    self.stats.retried_batches += 1
-                    log.info("store.batch_retried", size=len(ops), error=repr(exc))
-                    if lost or self._backend.pipelines:
-                        # After an error inside a pipeline, psycopg may believe a statement
-                        # prepared that the server skipped: a new connection starts clean.
-                        self._drop_connection()
-                    if not lost:
-                        time.sleep(random.uniform(0, 0.01 * attempt))  # noqa: S311 - jitter
+                        committed, recovered = found
+                        for index, outcome in zip(pending, recovered, strict=True):
+                            outcomes[index] = outcome
+                        if not committed:
+                            return [outcome for outcome in outcomes if outcome is not None]
+                        break
+                    # It did not commit: it simply runs again, if there is time.
+                elif (
+                    len(run) > 1
+                    and self._backend.data_fault(exc)
+                    and (culprit is not None or not sequential)
+                ):
+                    if self._backend.pipelines:
+                        self._drop_connection()  # see below: psycopg after a pipeline error
+                    if culprit is None:
+                        sequential = True  # the sync named no operation: run one by one
+                    else:
+                        outcomes[pending.pop(culprit)] = (False, refusal(exc))
+                        log.info("store.operation_refused", size=len(run), error=repr(exc))
                     continue
-                self._drop_connection()
-                self.stats.failed_batches += 1
-                log.warning("store.batch_failed", size=len(ops), error=repr(exc))
-                return [(False, refusal(exc)) for _ in ops]
-        self.stats.committed(len(ops), time.perf_counter() - started)
-        self._backend.committed(len(ops))
-        return outcomes
+                elif self._backend.connection_lost(exc) or self._backend.retryable(exc):
+                    pass  # rolled back whole, or lost before COMMIT: nothing committed
+                else:
+                    return self._failed(outcomes, exc)
+                if attempt >= ATTEMPTS or time.monotonic() >= deadline:
+                    return self._failed(outcomes, exc)
+                attempt += 1
+                self.stats.retried_batches += 1
+                log.info("store.batch_retried", size=len(run), error=repr(exc))
+                lost = self._backend.connection_lost(exc)
+                if lost or self._backend.pipelines:
+                    # After an error inside a pipeline, psycopg may believe a statement
+                    # prepared that the server skipped: a new connection starts clean.
+                    self._drop_connection()
+                if not lost:
+                    time.sleep(random.uniform(0, 0.01 * attempt))  # noqa: S311 - jitter
+        self.stats.committed(len(pending), time.perf_counter() - started)
+        self._backend.committed(len(pending))
+        return [outcome for outcome in outcomes if outcome is not None]
 
-    def _recoverable(self, ops: list[WriteOp], error: BaseException) -> bool:
-        """A lone operation that can tell whether it committed, whose connection died."""
-        return (
-            len(ops) == 1
-            and isinstance(ops[0], HotOp)
-            and ops[0].recover is not None
-            and self._backend.connection_lost(error)
-        )
-
-    def _recover(self, op: HotOp[Any]) -> Outcome | None:
-        """Whether ``op`` committed, read on a new connection; ``None`` if it did not.
-
-        Returns its outcome if it committed, or the error that explains its refusal.
-        """
+    def _failed(self, outcomes: list[Outcome | None], exc: Exception) -> list[Outcome]:
+        """Refuse every operation without an outcome yet: nothing of the batch committed."""
         self._drop_connection()
+        self.stats.failed_batches += 1
+        log.warning("store.batch_failed", size=outcomes.count(None), error=repr(exc))
+        return [(False, refusal(exc)) if outcome is None else outcome for outcome in outcomes]
+
+    def _recover(
+        self, ops: list[WriteOp], error: BaseException
+    ) -> tuple[bool, list[Outcome]] | None:
+        """Whether the batch committed although its connection died during COMMIT.
+
+        Read back on a new connection by the first operation able to tell (its
+        ``recover``); the transaction committed whole or not at all, so its answer is the
+        batch's. Returns ``None`` if it did not commit (it may run again), else whether it
+        is known to have committed and the outcomes: the operations' own if it committed,
+        :class:`OutcomeUnknown` for those that wrote if nothing could tell.
+        """
+        decided = self._decided
+        if decided is None or not self._backend.connection_lost(error):
+            return False, self._unknown(ops, decided, error)
+        self._drop_connection()
+        self.stats.recovered_batches += 1
         log.info("store.outcome_unknown", action="reading back whether the write committed")
         try:
             self._connect()
             tx = Tx(self._backend, self._driver)
             try:
-                assert op.recover is not None  # noqa: S101 - checked by _recoverable
-                return (True, op.recover(tx))
+                for index, (op, (ok, _)) in enumerate(zip(ops, decided, strict=True)):
+                    if not ok or not isinstance(op, HotOp) or op.recover is None:
+                        continue
+                    try:
+                        value = op.recover(tx)
+                    except SessionSupervisorError:
+                        continue  # changed since by another process: this one cannot tell
+                    found = list(decided)  # committed: what each operation decided stands
+                    found[index] = (True, value)
+                    return True, found
             finally:
                 with contextlib.suppress(Exception):
                     self._backend.commit(self._driver)
         except NotCommitted:
             return None
-        except SessionSupervisorError as error:
-            return (False, error)
-        except Exception as exc:  # noqa: BLE001 - still unknown: refuse, typed
-            self._drop_connection()
-            return (False, refusal(exc))
+        except Exception:  # noqa: BLE001, S110 - still unknown
+            pass
+        return False, self._unknown(ops, decided, error)
 
-    def _transaction(self, ops: list[WriteOp]) -> list[Outcome]:
+    def _unknown(
+        self, ops: list[WriteOp], decided: list[Outcome] | None, error: BaseException
+    ) -> list[Outcome]:
+        """Outcomes of a batch whose COMMIT may or may not have happened."""
+        self._drop_connection()
+        self.stats.failed_batches += 1
+        log.warning("store.outcome_unknown", size=len(ops), error=repr(error))
+        if decided is None:
+            return [(False, outcome_unknown(error)) for _ in ops]
+        # An operation refused by its own guard wrote nothing, committed or not.
+        return [(False, outcome_unknown(error)) if ok else (ok, value) for ok, value in decided]
+
+    def _transaction(
+        self, ops: list[WriteOp], deadline: float, *, sequential: bool = False
+    ) -> list[Outcome]:
+        """Run ``ops`` in one transaction and commit it; their outcomes.
+
+        ``self._decided`` holds the outcomes once COMMIT is sent (``None`` before, and for
+        a lone statement in autocommit), for :meth:`_recover`.
+        """
         self._committing = False
+        self._decided = None
         connection = self._connect()
         backend, driver = self._backend, self._driver
+        self._bound_lock_wait(deadline)
         tx = Tx(backend, driver)
         try:
             if not (isinstance(ops[0], HotOp) and all(isinstance(op, HotOp) for op in ops)):
@@ -254,25 +339,25 @@ class GroupCommitWriter:
                     with contextlib.suppress(Exception):  # a lost connection cannot roll back
                         transaction.rollback()
                     raise
-                self._committing = True
+                self._decided, self._committing = outcomes, True
                 transaction.commit()
                 return outcomes
             hot = cast("list[HotOp[Any]]", ops)
             if len(hot) == 1 and hot[0].autocommit and backend.append_statement is not None:
-                self._committing = True  # the statement is its own transaction
+                self._decided, self._committing = [(True, None)], True  # its own transaction
                 with backend.autocommit(driver):
                     return run_mixed(Tx(backend, driver, autocommit=True), connection, list(hot))
             backend.begin(driver)
             try:
                 # Measured: a pipeline pays from two operations on; one runs faster without.
-                if not backend.pipelines or len(hot) == 1:
+                if sequential or not backend.pipelines or len(hot) == 1:
                     outcomes = run_mixed(tx, connection, list(hot))
-                    self._committing = True
+                    self._decided, self._committing = outcomes, True
                     backend.commit(driver)
                     return outcomes
                 with backend.pipeline(driver) as sync:
                     outcomes = run_phased(tx, hot, sync)
-                    self._committing = True
+                    self._decided, self._committing = outcomes, True
                     backend.commit(driver)
             except BaseException:
                 backend.rollback(driver)
@@ -280,6 +365,22 @@ class GroupCommitWriter:
             return outcomes
         finally:
             self._last_used = time.monotonic()
+
+    def _bound_lock_wait(self, deadline: float) -> None:
+        """Wait for another transaction's locks no longer than until ``deadline``.
+
+        Rounded down to a step of a geometric scale, so that callers with the same
+        timeout rarely change the setting (each change costs a statement).
+        """
+        remaining_ms = (deadline - time.monotonic()) * 1000
+        step = LOCK_WAIT_FLOOR_MS
+        while step * LOCK_WAIT_RATIO <= remaining_ms:
+            step *= LOCK_WAIT_RATIO
+        cap = self._backend.lock_wait_cap_ms
+        wait_ms = int(step) if cap is None else min(int(step), cap)
+        if wait_ms != self._lock_wait_ms:
+            self._backend.set_lock_wait(self._driver, wait_ms)
+            self._lock_wait_ms = wait_ms
 
     def _connect(self) -> Connection:
         """The writer's connection, opened once (a pool checkout per batch costs more)."""
@@ -298,6 +399,7 @@ class GroupCommitWriter:
                 connection.close()
                 raise
             self._connection, self._driver = connection, driver
+            self._lock_wait_ms = self._backend.lock_wait_cap_ms  # as the connection opened
         return self._connection
 
     def _drop_connection(self) -> None:

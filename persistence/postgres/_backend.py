@@ -31,6 +31,8 @@ from persistence.postgres._statements import CHECKPOINT_APPEND
 IDLE_IN_TRANSACTION_MS = 5000
 #: deadlock_detected, serialization_failure: raised before COMMIT succeeded, whole batch undone.
 RETRY_SQLSTATES = frozenset({"40P01", "40001"})
+#: admin_shutdown, crash_shutdown, cannot_connect_now: the server ended the connection.
+LOST_SQLSTATES = frozenset({"57P01", "57P02", "57P03"})
 
 
 def connection_settings(*, application_name: str, prepared_statements: bool) -> dict[str, Any]:
@@ -52,6 +54,9 @@ class PostgresBackend(Backend):
     pipelines: ClassVar[bool] = True
     append_statement: ClassVar[Statement | None] = CHECKPOINT_APPEND
     driver_errors: ClassVar[tuple[type[BaseException], ...]] = (psycopg.Error,)
+    data_errors: ClassVar[tuple[type[BaseException], ...]] = (
+        *Backend.data_errors, psycopg.DataError, psycopg.IntegrityError,
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -134,7 +139,17 @@ class PostgresBackend(Backend):
     def connection_lost(self, error: BaseException) -> bool:
         """The server closed the connection (a restart, a killed backend, a network cut)."""
         original = getattr(error, "orig", error)
-        return isinstance(original, psycopg.OperationalError)
+        if not isinstance(original, psycopg.OperationalError):
+            return False
+        # An error the server reported on a live connection (a lock timeout) has a state
+        # of its own; a dropped one has none, or a connection or shutdown state.
+        state = getattr(original, "sqlstate", None)
+        return state is None or state.startswith("08") or state in LOST_SQLSTATES
+
+    def set_lock_wait(self, driver: psycopg.Connection[Any], milliseconds: int) -> None:
+        """``lock_timeout`` of the writer's session, set outside any transaction."""
+        with self.autocommit(driver):
+            driver.execute(f"SET lock_timeout = {int(milliseconds)}")
 
     def alive(self, driver: psycopg.Connection[Any]) -> bool:
         """One round trip on a connection that was idle: a server may have dropped it."""

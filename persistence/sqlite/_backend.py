@@ -61,6 +61,9 @@ class SqliteBackend(Backend):
 
     name: ClassVar[str] = "sqlite"
     driver_errors: ClassVar[tuple[type[BaseException], ...]] = (sqlite3.Error,)
+    data_errors: ClassVar[tuple[type[BaseException], ...]] = (
+        *Backend.data_errors, sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError,
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -95,6 +98,7 @@ class SqliteBackend(Backend):
         shown = MEMORY_URL if self._keeper is not None else url.render_as_string()
         super().__init__(dialect, write_engine, read_engine, shown)
         self._busy_timeout_ms = int(busy_timeout_ms)
+        self.lock_wait_cap_ms = self._busy_timeout_ms  # the writer never waits longer
         self._checkpointer = WalCheckpointer(write_engine)
 
     def _connect_memory(self) -> sqlite3.Connection:
@@ -141,6 +145,10 @@ class SqliteBackend(Backend):
         """Roll back, if a transaction is open."""
         if driver.in_transaction:
             driver.execute("ROLLBACK")
+
+    def set_lock_wait(self, driver: sqlite3.Connection, milliseconds: int) -> None:
+        """``busy_timeout``: how long ``BEGIN IMMEDIATE`` waits for another process."""
+        driver.execute(f"PRAGMA busy_timeout={int(milliseconds)}")
 
     def bind_time(self, value: datetime) -> str:
         """Naive UTC text, as SQLAlchemy's SQLite ``DateTime`` stores it."""

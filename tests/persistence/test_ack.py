@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from persistence import StoreUnavailable
+from persistence import OutcomeUnknown, StoreUnavailable
 from persistence._ack import Ack
 from persistence._write_ops import wait_for_ack
 
@@ -39,12 +39,19 @@ class TestAck:
             wait_for_ack(ack, 0.01)
         assert ack.set_running_or_notify_cancel() is False
 
-    def test_a_write_already_running_is_not_cancelled(self) -> None:
-        """Once started, a timeout cannot drop it (it may still commit: the caller is told so)."""
+    def test_a_write_already_running_is_waited_for(self) -> None:
+        """Once started, a timeout cannot drop it: the caller gets its outcome (the grace)."""
         ack: Ack[int] = Ack()
         assert ack.set_running_or_notify_cancel()
-        with pytest.raises(StoreUnavailable):
-            wait_for_ack(ack, 0.01)
+        threading.Timer(0.05, ack.set_result, args=(1,)).start()
+        assert wait_for_ack(ack, 0.01, grace=WAIT) == 1
         assert ack.cancel() is False
+
+    def test_a_running_write_without_an_outcome_is_unknown_not_refused(self) -> None:
+        """Past the grace too, the caller is told OutcomeUnknown (it may still commit)."""
+        ack: Ack[int] = Ack()
+        assert ack.set_running_or_notify_cancel()
+        with pytest.raises(OutcomeUnknown, match="may have committed"):
+            wait_for_ack(ack, 0.01, grace=0.01)
         ack.set_result(1)
         assert wait_for_ack(ack, WAIT) == 1
