@@ -86,6 +86,10 @@ def create_session_manager(
         pg_prepared_statements: PostgreSQL: prepare the hot statements once per
             connection (default). Turn it off behind PgBouncer in transaction mode, which
             hands each transaction to any server connection.
+        history_check: how a save's history is compared with the stored one:
+            ``"sampled"`` (the default: O(log n) sampled messages, so an in-place edit
+            of a message that is not sampled goes unseen) or ``"full"`` (every message,
+            at the cost of encoding the whole history on every save).
 
     Raises:
         InvalidArgument: a bad URL or setting; nothing was created.

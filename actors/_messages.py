@@ -15,7 +15,9 @@ class Save:
     """Checkpoint the session with this state.
 
     ``context_json`` and ``plan_json`` were validated and encoded by the caller's thread.
-    ``context_json`` or ``phase`` ``None``: keep the stored value.
+    ``context_json`` or ``phase`` ``None``: keep the stored value. ``expected_version``:
+    refused with ``StaleSession`` unless the stored version is this one (checked by the
+    database in the same write).
     """
 
     history: list[Any]
@@ -25,6 +27,17 @@ class Save:
     plan_json: str | None
     set_plan: bool
     rewritten: bool | None = None
+    expected_version: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    """Append ``messages`` to the stored history (``None``: keep the stored value)."""
+
+    messages: list[Any]
+    context_json: str | None
+    phase: str | None
+    step: int | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypedDict
 
 from actors._clock import Clock, later, utc_now
+from actors._delta import HISTORY_CHECKS
 from actors._runtime import RuntimeCloser, RuntimeFactory, RuntimeSpec
 from actors._validate import (
     Duration,
@@ -45,6 +46,7 @@ class ManagerOptions(TypedDict, total=False):
     restart_backoff_max: Duration
     runtime_factory: RuntimeFactory | None
     runtime_closer: RuntimeCloser | None
+    history_check: str
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ class Options:
     restart_backoff: timedelta
     restart_backoff_max: timedelta
     runtimes: RuntimeSpec | None
+    history_check: str = "sampled"
 
 
 def check_options(
@@ -86,6 +89,7 @@ def check_options(
     restart_backoff_max: Any = timedelta(seconds=60),
     runtime_factory: RuntimeFactory | None = None,
     runtime_closer: RuntimeCloser | None = None,
+    history_check: Any = "sampled",
 ) -> Options:
     """Check every setting of a manager, before anything is opened or started.
 
@@ -120,7 +124,16 @@ def check_options(
             "restart_backoff_max", restart_backoff_max, allow_zero=True
         ),
         runtimes=RuntimeSpec.from_arguments(runtime_factory, runtime_closer),
+        history_check=_require_history_check(history_check),
     )
+
+
+def _require_history_check(value: Any) -> str:
+    """``"sampled"`` (the default) or ``"full"``: how a save's history is compared."""
+    if not isinstance(value, str) or value not in HISTORY_CHECKS:
+        choices = " or ".join(repr(choice) for choice in HISTORY_CHECKS)
+        raise InvalidArgument(f"history_check must be {choices}, not {value!r}")
+    return str(value)
 
 
 @dataclass(frozen=True)
@@ -143,6 +156,7 @@ class Settings:
     runtimes: RuntimeSpec | None = None
     restart_backoff: timedelta = timedelta(seconds=1)
     restart_backoff_max: timedelta = timedelta(seconds=60)
+    history_check: str = "sampled"
 
     @classmethod
     def of(cls, db: Database, options: Options) -> Settings:
@@ -163,6 +177,7 @@ class Settings:
             runtimes=options.runtimes,
             restart_backoff=options.restart_backoff,
             restart_backoff_max=options.restart_backoff_max,
+            history_check=options.history_check,
         )
 
     def now(self) -> datetime:

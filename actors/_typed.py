@@ -14,6 +14,7 @@ import structlog
 
 from actors._core import Core
 from actors._documents import info_dict, listing_dict, state_dict
+from actors._history import require_version
 from actors._messages import Save, Transition
 from actors._validate import require_optional_str, require_step, require_str
 from persistence import (
@@ -86,6 +87,7 @@ def checkpoint(  # noqa: PLR0917
     current_step: int | None,
     plan_data: dict[str, Any] | None,
     history_rewritten: bool | None,
+    expected_version: int | None = None,
 ) -> int:
     """Check the arguments, encode what is not the history, and hand the save to the actor."""
     core.check_open()
@@ -93,6 +95,7 @@ def checkpoint(  # noqa: PLR0917
     if current_phase is not None:
         current_phase = require_str("current_phase", current_phase, allow_empty=True)
     require_step(current_step)
+    require_version(expected_version)
     if not isinstance(conversation_history, list):
         raise InvalidArgument(
             "conversation_history must be a list of message dicts,"
@@ -117,7 +120,7 @@ def checkpoint(  # noqa: PLR0917
     plan_json = _json.encode(plan_data, "plan_data", limit) if set_plan else None
     save = Save(
         conversation_history, context_json, current_phase, current_step, plan_json,
-        set_plan, history_rewritten,
+        set_plan, history_rewritten, expected_version,
     )  # fmt: skip
     started = time.perf_counter()
     try:
