@@ -46,8 +46,8 @@ def audited(
     request: pytest.FixtureRequest, any_db_url: str, make_manager: ManagerFactory
 ) -> Audited:
     """A session on SQLite or PostgreSQL, with either history check."""
-    manager = make_manager(database_url=any_db_url, history_check=request.param)
-    return Audited(manager, any_db_url)
+    options = {"history_check": "full"} if request.param == "full" else {}
+    return Audited(make_manager(database_url=any_db_url, **options), any_db_url)
 
 
 @pytest.fixture
