@@ -99,6 +99,10 @@ def create_session_manager(
             ``sessions db upgrade`` before a deploy: then such a database is refused with
             ``SchemaOutdated``. A database newer than this code allows is refused either
             way (``SchemaTooNew``; see "Rolling deploys" in the README).
+        history_check: how a save's history is compared with the stored one:
+            ``"sampled"`` (the default: O(log n) sampled messages, so an in-place edit
+            of a message that is not sampled goes unseen) or ``"full"`` (every message,
+            at the cost of encoding the whole history on every save).
 
     Raises:
         InvalidArgument: a bad URL or setting; nothing was created.

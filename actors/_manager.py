@@ -16,7 +16,16 @@ from typing import TYPE_CHECKING, Any, Self, Unpack
 
 import structlog
 
-from actors import _approvals, _approvals_wait, _connections, _introspect, _seed, _typed, _work
+from actors import (
+    _approvals,
+    _approvals_wait,
+    _connections,
+    _history,
+    _introspect,
+    _seed,
+    _typed,
+    _work,
+)
 from actors._core import Core
 from actors._exit_hook import register_exit_hook
 from actors._messages import LiveState
@@ -166,16 +175,19 @@ class SessionManager:
         current_phase: str | None = None,
         current_step: int | None = None,
         plan_data: dict[str, Any] | None = None,
+        *,
+        expected_version: int | None = None,
     ) -> bool:
         """Save session state; ``True`` once it is committed, ``False`` otherwise (logged).
 
         Called positionally as in the seed, or by keyword as its task executor does:
         ``context_variables``, ``current_phase`` and ``plan_data`` left out (or ``None``)
         keep their stored values; ``current_step`` is stored as given (``None`` included).
+        With ``expected_version``: ``False`` (logged) if the stored version moved since.
         """
         save = _seed.done(lambda: self.checkpoint(
             session_id, conversation_history, context_variables, current_phase,
-            current_step, plan_data,
+            current_step, plan_data, expected_version=expected_version,
         ))  # fmt: skip
         return _seed.quietly(self._core, False, "save", session_id, save)
 
@@ -267,19 +279,38 @@ class SessionManager:
         plan_data: dict[str, Any] | None = _typed.MISSING,
         *,
         history_rewritten: bool | None = None,
+        expected_version: int | None = None,
     ) -> int:
         """Durably save a session's state; return its new version.
 
-        Only new messages are written; a rewritten history is detected by sampling (pass
-        ``history_rewritten=True`` after an in-place edit in the middle). Arguments left out
-        (or ``None``) keep their stored values, but ``current_step``. On any error
-        (``SessionNotFound``, ``InvalidTransition``, ``SessionOwnedElsewhere``,
-        ``StaleSession``, ``NotSerializable``, ``PayloadTooLarge``, ...) nothing was stored.
+        Only new messages are written (a slid window: the rows that fell out are deleted);
+        a rewritten history is detected by sampling (pass ``history_rewritten=True`` after
+        an in-place edit in the middle, or use ``history_check="full"``). Arguments left
+        out (or ``None``) keep their stored values, but ``current_step``. With
+        ``expected_version`` the database applies the save only if the stored version is
+        that one (else ``StaleSession``). On any error (``SessionNotFound``,
+        ``InvalidTransition``, ``SessionOwnedElsewhere``, ``StaleSession``,
+        ``NotSerializable``, ``PayloadTooLarge``, ...) nothing was stored.
         """
         return _typed.checkpoint(
             self._core, session_id, conversation_history, context_variables, current_phase,
-            current_step, plan_data, history_rewritten,
+            current_step, plan_data, history_rewritten, expected_version,
         )  # fmt: skip
+
+    def append_messages(
+        self, session_id: str, messages: list[dict[str, Any]],
+        context_variables: dict[str, Any] | None = None, current_phase: str | None = None,
+        current_step: int | None = None,
+    ) -> int:  # fmt: skip
+        """Append ``messages`` to the stored history; return the new version.
+
+        The session's actor appends them after whatever is stored, one request at a time:
+        concurrent appends are all kept, each caller's in order. Arguments left out (or
+        ``None``) keep their stored values. On any error nothing was stored.
+        """
+        return _history.append(
+            self._core, session_id, messages, context_variables, current_phase, current_step
+        )
 
     def suspend(self, session_id: str) -> int:
         """Suspend an active session; return its new version (raises typed errors)."""
@@ -479,6 +510,7 @@ class SessionManager:
     aget_session_info = async_twin(get_session_info)
     acreate = async_twin(create)
     acheckpoint = async_twin(checkpoint)
+    aappend_messages = async_twin(append_messages)
     asuspend = async_twin(suspend)
     aresume = async_twin(resume)
     acomplete = async_twin(complete)

@@ -23,6 +23,8 @@ class Save:
     in the actor's inbox is a snapshot (see ``SessionActor.snapshot``): ``history`` is a
     shallow copy and ``encoded`` the rows of ``history[encoded_from:]``, encoded at the
     call, so that what the caller changes afterwards is never what gets stored.
+    ``expected_version``: refused with ``StaleSession`` unless the stored version is this
+    one (checked by the database in the same write).
     """
 
     history: list[Any]
@@ -35,6 +37,17 @@ class Save:
     ticket: CallTicket | None = None
     encoded_from: int = 0
     encoded: list[MessageRow] | None = None
+    expected_version: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    """Append ``messages`` to the stored history (``None``: keep the stored value)."""
+
+    messages: list[Any]
+    context_json: str | None
+    phase: str | None
+    step: int | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,27 +8,35 @@ from typing import TYPE_CHECKING, Any
 import pykka
 import structlog
 
+from actors._delta import Delta, StoredHistory
 from actors._documents import json_state_dict
 from actors._mailbox import QuickActor
-from actors._messages import ActorGone, Describe, LiveState, Passivate, Save, Transition, Warm
+from actors._messages import (
+    ActorGone,
+    Append,
+    Describe,
+    LiveState,
+    Passivate,
+    Save,
+    Transition,
+    Warm,
+)
 from actors._runtime import DiscardRuntime, RunInActor, RuntimeSlot, UseRuntime
-from actors._snapshot import encode_rows, snapshot_save
+from actors._snapshot import snapshot_save
 from actors._ticket import CallTicket, Withdrawn
 from persistence import (
     Checkpoint,
     InvalidTransition,
     Lease,
-    MessageRow,
     SessionNotFound,
     SessionOwnedElsewhere,
     SessionSupervisorError,
     StaleSession,
     StateRecord,
     StoreUnavailable,
-    decode_message,
-    sample_positions,
+    encode_message,
 )
-from persistence._json import clone, unreadable
+from persistence._json import unreadable
 
 if TYPE_CHECKING:
     from actors._settings import Settings
@@ -49,8 +57,9 @@ class SessionActor(QuickActor):
 
     Every change to the session is a message to this actor, handled one at a time, and
     acknowledged only after the database committed it. The history itself stays in the
-    database: the actor keeps its length and O(log n) sampled messages, enough to tell an
-    append from a rewritten history without reading it.
+    database: the actor keeps its length and O(log n) sampled rows (or, with
+    ``history_check="full"``, a hash per row), enough to tell an append or a slid window
+    from a rewritten history without reading it (see :mod:`actors._delta`).
 
     The state is loaded lazily, by the first message (or :class:`Warm`), from the last
     checkpoint, taking the session's lease; so spawning is cheap and never fails.
@@ -69,7 +78,7 @@ class SessionActor(QuickActor):
         self._settings = settings
         self._supervisor = supervisor
         self._state: StateRecord | None = None
-        self._samples: dict[int, dict[str, Any]] = {}
+        self._history = StoredHistory(0, 0, {})
         self._gone = False
         # Set when a write failed without an answer: it may have committed all the same.
         self._uncertain = False
@@ -78,8 +87,8 @@ class SessionActor(QuickActor):
         # the same question again.
         self._owned_by: tuple[str | None] | None = None
         self._log = log.bind(session_id=session_id)
-        self._ticket: CallTicket | None = None  # of the message being handled, if any
         # The session's live runtime, if the manager has a runtime_factory: held only here.
+        self._ticket: CallTicket | None = None  # of the message being handled, if any
         self._runtime_slot = RuntimeSlot(session_id, settings.runtimes, self._log, work_lock)
         if lease is not None:
             self._adopt(lease)
@@ -128,6 +137,8 @@ class SessionActor(QuickActor):
                     self._ticket = None
             case Save():
                 return self._save(message)
+            case Append():
+                return self._append(message)
             case Transition(action=action):
                 return self._transition(action)
             case Describe():
@@ -179,8 +190,16 @@ class SessionActor(QuickActor):
 
     def _adopt(self, lease: Lease) -> None:
         self._state = lease.state
-        self._samples = lease.samples
         state = lease.state
+        store = self._settings.db.store
+        session_id = self.session_id
+        self._history = StoredHistory(
+            state.message_count,
+            lease.base,
+            lease.samples,
+            full=self._settings.history_check == "full",
+            read_rows=lambda: store.message_rows(session_id),
+        )
         self._log = log.bind(session_id=self.session_id, mode=state.mode)
 
     def _loaded(self, action: str = "open") -> StateRecord:
@@ -267,34 +286,6 @@ class SessionActor(QuickActor):
 
     # ------------------------------------------------------------------ save
 
-    def _is_append(self, history: list[Any], known: int) -> bool:
-        if len(history) < known:
-            return False
-        # Every sampled position is below ``known``, so inside ``history``.
-        return all(history[position] == sample for position, sample in self._samples.items())
-
-    def _resample(
-        self, history: list[Any], first: int, rows: list[MessageRow]
-    ) -> dict[int, dict[str, Any]]:
-        """The samples after a checkpoint that stored ``rows`` from position ``first`` on.
-
-        Kept samples stay; new ones are decoded from the rows just written (equal to the
-        caller's messages, and detached from them, so an in-place edit is still seen).
-        """
-        kept = self._samples
-        samples: dict[int, dict[str, Any]] = {}
-        for position in sample_positions(len(history)):
-            if position >= first:
-                samples[position] = decode_message(rows[position - first])
-            elif position in kept:
-                samples[position] = kept[position]
-            else:  # not sampled before (a lease from a damaged history): take it as it is now
-                try:
-                    samples[position] = clone(history[position])
-                except Exception:  # noqa: BLE001, S112 - committed already; sample less
-                    continue
-        return samples
-
     def _current(self, action: str) -> StateRecord:
         """The state to write from, checked against the database after a lost answer.
 
@@ -325,29 +316,66 @@ class SessionActor(QuickActor):
         if state.status != "active":
             raise InvalidTransition(self.session_id, state.status, "save")
         history = save.history
-        known = state.message_count
         try:
-            if save.rewritten is None:
-                append = self._is_append(history, known)
-            else:  # the caller knows; a shorter history is never an append
-                append = not save.rewritten and len(history) >= known
-            first = known if append else 0
-            rows = encode_rows(save, first, self._settings.max_message_bytes)
+            delta = self._history.plan(
+                history,
+                save.rewritten,
+                self._settings.max_message_bytes,
+                pre_encoded=None if save.encoded is None else (save.encoded_from, save.encoded),
+            )
         except SessionSupervisorError:
             raise
         except Exception as exc:
-            # The caller's own objects raised (a message whose __eq__ or items() fails):
-            # bad input, refused like any other, not a crash of this actor.
+            # The caller's own objects raised (a message whose items() fails): bad input,
+            # refused like any other, not a crash of this actor.
             raise unreadable("conversation_history", exc) from exc
+        version = self._write(save, delta, save.expected_version)
+        self._history.applied(delta, history)
+        if delta.kind == "rewrite":
+            self._log.info("session.history_rewritten", messages=len(history), first=delta.first)
+        return version
+
+    def _append(self, append: Append) -> int:
+        state = self._current("save")
+        if state.status != "active":
+            raise InvalidTransition(self.session_id, state.status, "save")
+        known = self._history.count
+        limit = self._settings.max_message_bytes
+        try:
+            rows = [
+                encode_message(message, f"messages[{offset}]", limit)
+                for offset, message in enumerate(append.messages)
+            ]
+        except SessionSupervisorError:
+            raise
+        except Exception as exc:
+            raise unreadable("messages", exc) from exc
+        step = state.current_step if append.step is None else append.step
+        save = Save([], append.context_json, append.phase, step, None, False)
+        version = self._write(save, Delta("append", known, rows), None)
+        self._history.appended(rows)
+        return version
+
+    def _write(self, save: Save, delta: Delta, expected_version: int | None) -> int:
+        """Commit ``delta`` with the rest of ``save``; update the state once committed.
+
+        With ``expected_version``, the database applies it only if the stored version is
+        that one (the fenced update compares it; a caller's lost compare-and-set is a
+        ``StaleSession``, like any other, and changes nothing).
+        """
+        state = self._state
+        assert state is not None  # noqa: S101 - loaded by the caller
         settings = self._settings
         now = settings.now()
         # Left out by the caller: the stored value, which this actor (the owner) holds.
         context_json = state.context_json if save.context_json is None else save.context_json
         phase = state.current_phase if save.phase is None else save.phase
+        base = self._history.base
+        window_start = base + delta.dropped
         checkpoint = Checkpoint(
             session_id=self.session_id,
             epoch=state.epoch,
-            expected_version=state.version,
+            expected_version=state.version if expected_version is None else expected_version,
             context_json=context_json,
             plan_json=save.plan_json,
             set_plan=save.set_plan,
@@ -355,9 +383,11 @@ class SessionActor(QuickActor):
             step=save.step,
             now=now,
             expires_at=settings.expiry(now),
-            first_seq=first,
-            new_messages=rows,
-            rewrite_from=None if append else 0,
+            first_seq=window_start + delta.first,
+            new_messages=delta.rows,
+            rewrite_from=window_start + delta.first if delta.rewrite else None,
+            drop_before=window_start if delta.dropped else None,
+            window_start=window_start,
         )
         try:
             version = settings.db.store.checkpoint(checkpoint, self._timeout())
@@ -370,34 +400,26 @@ class SessionActor(QuickActor):
         except StoreUnavailable:
             self._uncertain = True
             raise
-        count = len(history)
-        self._samples = self._resample(history, first, rows)
         phase_changed = phase != state.current_phase
-        self._stored(save, checkpoint, version)
-        if not append:
-            self._log.info("session.history_rewritten", messages=count)
+        state.version = version
+        state.message_count = checkpoint.message_count
+        state.context_json = context_json
+        if save.set_plan:
+            state.plan_json = save.plan_json
+        state.current_phase = phase
+        state.current_step = save.step
+        state.updated_at = now
+        state.expires_at = checkpoint.expires_at
         self._log.debug(
             "session.checkpointed",
             phase=phase,
             phase_changed=phase_changed,
             version=version,
-            new_messages=len(rows),
+            shape=delta.kind,
+            new_messages=len(delta.rows),
+            dropped=delta.dropped,
         )
         return version
-
-    def _stored(self, save: Save, checkpoint: Checkpoint, version: int) -> None:
-        """Hold what the committed ``checkpoint`` stored."""
-        state = self._state
-        assert state is not None  # noqa: S101 - saved from it
-        state.version = version
-        state.message_count = len(save.history)
-        state.context_json = checkpoint.context_json
-        if save.set_plan:
-            state.plan_json = save.plan_json
-        state.current_phase = checkpoint.phase
-        state.current_step = save.step
-        state.updated_at = checkpoint.now
-        state.expires_at = checkpoint.expires_at
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypedDict
 
 from actors._clock import Clock, later, utc_now
+from actors._delta import HISTORY_CHECKS
 from actors._runtime import RuntimeCloser, RuntimeFactory, RuntimeSpec
 from actors._validate import (
     Duration,
@@ -47,6 +48,7 @@ class ManagerOptions(TypedDict, total=False):
     runtime_closer: RuntimeCloser | None
     autostart: bool
     retention: Duration | None
+    history_check: str
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ class Options:
     autostart: bool = True
     #: Completed and expired sessions older than this are purged by the sweep (None: kept).
     retention: timedelta | None = None
+    history_check: str = "sampled"
 
 
 def check_options(
@@ -93,6 +96,7 @@ def check_options(
     runtime_closer: RuntimeCloser | None = None,
     autostart: Any = True,
     retention: Any = None,
+    history_check: Any = "sampled",
 ) -> Options:
     """Check every setting of a manager, before anything is opened or started.
 
@@ -131,7 +135,16 @@ def check_options(
         runtimes=RuntimeSpec.from_arguments(runtime_factory, runtime_closer),
         autostart=autostart,
         retention=None if retention is None else require_duration("retention", retention),
+        history_check=_require_history_check(history_check),
     )
+
+
+def _require_history_check(value: Any) -> str:
+    """``"sampled"`` (the default) or ``"full"``: how a save's history is compared."""
+    if not isinstance(value, str) or value not in HISTORY_CHECKS:
+        choices = " or ".join(repr(choice) for choice in HISTORY_CHECKS)
+        raise InvalidArgument(f"history_check must be {choices}, not {value!r}")
+    return str(value)
 
 
 @dataclass(frozen=True)
@@ -156,6 +169,7 @@ class Settings:
     restart_backoff_max: timedelta = timedelta(seconds=60)
     cleanup_interval: float = 60.0
     retention: timedelta | None = None
+    history_check: str = "sampled"
 
     @classmethod
     def of(cls, db: Database, options: Options) -> Settings:
@@ -178,6 +192,7 @@ class Settings:
             restart_backoff_max=options.restart_backoff_max,
             cleanup_interval=options.cleanup_interval,
             retention=options.retention,
+            history_check=options.history_check,
         )
 
     def now(self) -> datetime:

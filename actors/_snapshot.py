@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from actors._messages import Save
-from persistence import MessageRow, SessionSupervisorError, encode_message
+from persistence import SessionSupervisorError, encode_message
 from persistence._json import unreadable
 
 
@@ -43,16 +43,3 @@ def snapshot_save(save: Save, known: int, limit: int | None) -> Save:
     except Exception as exc:
         raise unreadable("conversation_history", exc) from exc
     return replace(save, history=history, encoded_from=first, encoded=rows)
-
-
-def encode_rows(save: Save, first: int, limit: int | None) -> list[MessageRow]:
-    """The rows of ``save.history[first:]``: encoded at the call where they were, else now."""
-    history = save.history
-    done_from = len(history) if save.encoded is None else save.encoded_from
-    rows = [
-        encode_message(message, f"conversation_history[{first + offset}]", limit)
-        for offset, message in enumerate(history[first:done_from])
-    ]
-    if save.encoded is not None:
-        rows += save.encoded[max(0, first - done_from) :]
-    return rows

@@ -16,6 +16,7 @@ import structlog
 
 from actors._core import Core
 from actors._documents import info_dict, listing_dict, state_dict
+from actors._history import require_version
 from actors._messages import Save, Transition
 from actors._ticket import CallTicket
 from actors._validate import require_optional_str, require_step, require_str
@@ -113,6 +114,7 @@ def checkpoint(  # noqa: PLR0917
     current_step: int | None,
     plan_data: dict[str, Any] | None,
     history_rewritten: bool | None,
+    expected_version: int | None = None,
 ) -> int:
     """Check the arguments, encode what is not the history, and hand the save to the actor."""
     core.check_open()
@@ -120,6 +122,7 @@ def checkpoint(  # noqa: PLR0917
     if current_phase is not None:
         current_phase = require_str("current_phase", current_phase, allow_empty=True)
     require_step(current_step)
+    require_version(expected_version)
     if not isinstance(conversation_history, list):
         raise InvalidArgument(
             "conversation_history must be a list of message dicts,"
@@ -145,7 +148,7 @@ def checkpoint(  # noqa: PLR0917
     ticket = CallTicket(core.settings.call_timeout)
     save = Save(
         conversation_history, context_json, current_phase, current_step, plan_json,
-        set_plan, history_rewritten, ticket,
+        set_plan, history_rewritten, ticket, expected_version=expected_version,
     )  # fmt: skip
     started = time.perf_counter()
     try:

@@ -42,6 +42,9 @@ class Backend(ABC):
     #: The one-statement form of an appending checkpoint, if the database has one: alone
     #: in its batch, such a checkpoint runs as its own transaction.
     append_statement: ClassVar[Statement | None] = None
+    #: The same for a sliding window's checkpoint (oldest messages dropped, new appended);
+    #: only on a backend that has ``append_statement``.
+    slide_statement: ClassVar[Statement | None] = None
     driver_errors: ClassVar[tuple[type[BaseException], ...]]
 
     def __init__(

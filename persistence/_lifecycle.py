@@ -17,10 +17,15 @@ from sqlalchemy import Connection, delete, exists, or_, select, tuple_, update
 
 from persistence import _statements as sql
 from persistence._backend import Tx
-from persistence._codec import decode_message
 from persistence._errors import SessionExists, SessionOwnedElsewhere, SessionSupervisorError
 from persistence._models import LIVE_STATUSES
-from persistence._records import Checkpoint, Lease, NewSession, StateRecord
+from persistence._records import (
+    Checkpoint,
+    Lease,
+    MessageRow,
+    NewSession,
+    StateRecord,
+)
 from persistence._refusals import diagnose, refusal_of
 from persistence._tables import approvals, sessions, state_record, states
 from persistence._write_ops import HotOp, NotCommitted, Phases
@@ -117,21 +122,27 @@ def take_lease(session_id: str, owner: str, now: datetime, lease_until: datetime
             raise refusal_of(tx, session_id, action="open")
         state = state_record(found, tx.backend.load_time)
         previous = before[0] if before is not None and before[0] != owner else None
-        samples = yield from _samples(tx, session_id, state)
-        return Lease(state, samples, taken_from=previous)
+        base, samples = yield from _samples(tx, session_id, state)
+        return Lease(state, samples, taken_from=previous, base=base)
 
     return HotOp(run)
 
 
-def _samples(tx: Tx, session_id: str, state: StateRecord) -> Phases[dict[int, dict[str, Any]]]:
+def _samples(
+    tx: Tx, session_id: str, state: StateRecord
+) -> Phases[tuple[int, dict[int, MessageRow]]]:
+    """The history's first ``seq`` and its sampled rows, by position, as stored."""
     positions = sample_positions(state.message_count)
     if not positions:
-        return {}
+        return 0, {}
     params: dict[str, Any] = {f"p{i}": position for i, position in enumerate(positions)}
     params["sid"] = session_id
     rows = tx.execute(sql.samples(len(positions)), params)
     yield
-    return {row[0]: decode_message(tuple(row[1:])) for row in rows.fetchall()}
+    found = rows.fetchall()
+    # Position 0 is always sampled: the lowest seq read is the history's first.
+    base = min((row[0] for row in found), default=0)
+    return base, {row[0] - base: (row[1], row[2], row[3], row[4], row[5]) for row in found}
 
 
 def checkpoint(cp: Checkpoint) -> HotOp[int]:
@@ -146,7 +157,9 @@ def checkpoint(cp: Checkpoint) -> HotOp[int]:
         now = tx.time(cp.now)
         # Measured on PostgreSQL: one statement pays alone (one round trip, no BEGIN nor
         # COMMIT); in a pipelined batch the three plain statements run faster.
-        one_statement = tx.backend.append_statement
+        backend = tx.backend
+        slides = cp.drop_before is not None
+        one_statement = backend.slide_statement if slides else backend.append_statement
         if tx.autocommit and one_statement is not None and cp.rewrite_from is None:
             rows = cp.new_messages
             applied = tx.execute(
@@ -158,7 +171,8 @@ def checkpoint(cp: Checkpoint) -> HotOp[int]:
                  "seqs": list(range(cp.first_seq, cp.first_seq + len(rows))),
                  "roles": [row[0] for row in rows], "agents": [row[1] for row in rows],
                  "contents": [row[2] for row in rows], "stamps": [row[3] for row in rows],
-                 "extras": [row[4] for row in rows]},
+                 "extras": [row[4] for row in rows],
+                 **({"drop_before": cp.drop_before} if slides else {})},
             )  # fmt: skip
             yield
             if applied.fetchone()[0] != 1:
@@ -188,6 +202,8 @@ def checkpoint(cp: Checkpoint) -> HotOp[int]:
             raise _refused(tx, cp)
         if cp.rewrite_from is not None:
             tx.execute(sql.DELETE_MESSAGES_FROM, {"sid": sid, "first": cp.rewrite_from})
+        if cp.drop_before is not None:
+            tx.execute(sql.DELETE_MESSAGES_BEFORE, {"sid": sid, "drop_before": cp.drop_before})
         if cp.new_messages:
             first = cp.first_seq
             tx.executemany(

@@ -22,7 +22,7 @@ from persistence import _fork, _json, _statements
 from persistence._backend import Backend, Driver
 from persistence._codec import decode_rows
 from persistence._errors import StoreUnavailable
-from persistence._records import SessionDocument, SessionSummary, StateRecord
+from persistence._records import MessageRow, SessionDocument, SessionSummary, StateRecord
 from persistence._sql import Statement
 from persistence._tables import state_record
 
@@ -193,6 +193,15 @@ class ReadPool:
         def fn(connection: Driver) -> StateRecord | None:
             rows = self._rows(connection, _statements.STATE, {"sid": session_id}).fetchall()
             return self._state(rows[0]) if rows else None
+
+        return self.read(fn)
+
+    def message_rows(self, session_id: str) -> list[MessageRow]:
+        """A session's history as stored: its encoded rows, oldest first."""
+
+        def fn(connection: Driver) -> list[MessageRow]:
+            rows = self._rows(connection, _statements.LOAD_MESSAGES, {"sid": session_id})
+            return [(row[0], row[1], row[2], row[3], row[4]) for row in rows.fetchall()]
 
         return self.read(fn)
 

@@ -53,12 +53,16 @@ class StateRecord:
 class Lease:
     """A session taken by one owner: its state row and the sampled messages of its history.
 
-    ``taken_from`` names the previous owner when its lease had lapsed (a takeover).
+    ``samples`` maps positions in the history to their rows as stored (so a change of
+    type, ``1`` to ``True``, is seen); ``base`` is the ``seq`` of the history's first
+    message (above 0 once a sliding window dropped its oldest messages). ``taken_from``
+    names the previous owner when its lease had lapsed (a takeover).
     """
 
     state: StateRecord
-    samples: dict[int, dict[str, Any]]
+    samples: dict[int, MessageRow]
     taken_from: str | None = None
+    base: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +71,10 @@ class Checkpoint:
 
     ``rewrite_from`` is ``None`` for an append (only ``new_messages`` are inserted, from
     ``first_seq`` on); otherwise every stored message at ``seq >= rewrite_from`` is
-    replaced.
+    replaced. ``drop_before`` deletes the messages at ``seq < drop_before`` (a sliding
+    window's oldest); ``window_start`` is the ``seq`` of the history's first message after
+    the checkpoint (the messages of a session are always ``seq`` ``window_start`` ...
+    ``window_start + message_count - 1``).
     """
 
     session_id: str
@@ -83,11 +90,13 @@ class Checkpoint:
     first_seq: int
     new_messages: list[MessageRow]
     rewrite_from: int | None = None
+    drop_before: int | None = None
+    window_start: int = 0
 
     @property
     def message_count(self) -> int:
         """The length of the history after this checkpoint."""
-        return self.first_seq + len(self.new_messages)
+        return self.first_seq + len(self.new_messages) - self.window_start
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 
-from sqlalchemy import BindParameter, bindparam, insert, or_, select, update
+from sqlalchemy import bindparam, func, insert, or_, select, update
 
 from persistence._models import LIVE_STATUSES
 from persistence._sql import Statement
@@ -53,6 +53,13 @@ DELETE_MESSAGES_FROM = Statement(
     "delete_messages_from",
     messages.delete().where(
         messages.c.session_id == bindparam("sid"), messages.c.seq >= bindparam("first")
+    ),
+)
+#: A sliding window's oldest messages, those that fell out of it.
+DELETE_MESSAGES_BEFORE = Statement(
+    "delete_messages_before",
+    messages.delete().where(
+        messages.c.session_id == bindparam("sid"), messages.c.seq < bindparam("drop_before")
     ),
 )
 INSERT_MESSAGE = Statement("insert_message", insert(messages))
@@ -134,12 +141,21 @@ RELEASE = Statement(
 
 @functools.cache
 def samples(count: int) -> Statement:
-    """The messages at ``count`` sampled positions (bound as ``p0`` ... ``p{count-1}``)."""
-    positions: list[BindParameter[int]] = [bindparam(f"p{i}") for i in range(count)]
+    """The messages at ``count`` sampled positions (bound as ``p0`` ... ``p{count-1}``).
+
+    A position counts from the history's first stored message (its lowest ``seq``, above
+    0 once a sliding window dropped messages); each row comes with its ``seq``.
+    """
+    base = (
+        select(func.min(messages.c.seq).label("base"))
+        .where(messages.c.session_id == bindparam("sid"))
+        .subquery("first_stored")
+    )
     return Statement(
         f"samples_{count}",
         select(messages.c.seq, *MESSAGE_COLUMNS).where(
-            messages.c.session_id == bindparam("sid"), messages.c.seq.in_(positions)
+            messages.c.session_id == bindparam("sid"),
+            messages.c.seq.in_([base.c.base + bindparam(f"p{i}") for i in range(count)]),
         ),
     )
 

@@ -25,6 +25,7 @@ from persistence._records import (
     ApprovalRecord,
     Checkpoint,
     Lease,
+    MessageRow,
     NewSession,
     SessionDocument,
     SessionSummary,
@@ -229,6 +230,10 @@ class Store:
         """The state row of a session, without its history."""
         self._usable()
         return self._reads.state(session_id)
+
+    def message_rows(self, session_id: str) -> list[MessageRow]:
+        """A session's history as stored (encoded rows, oldest first)."""
+        return self._reads.message_rows(session_id)
 
     def session_info(self, session_id: str) -> SessionSummary | None:
         """A session's summary, whatever its status."""

@@ -22,7 +22,7 @@ from sqlalchemy.engine import URL
 from persistence._backend import Backend
 from persistence._engine import DEFAULT_APPLICATION_NAME
 from persistence._sql import Statement
-from persistence.postgres._statements import CHECKPOINT_APPEND
+from persistence.postgres._statements import CHECKPOINT_APPEND, CHECKPOINT_SLIDE
 
 #: A process that is paused (SIGSTOP, a frozen VM) inside one of its transactions keeps
 #: that transaction's row locks, which would block a takeover for as long as the pause
@@ -53,6 +53,7 @@ class PostgresBackend(Backend):
     name: ClassVar[str] = "postgresql"
     pipelines: ClassVar[bool] = True
     append_statement: ClassVar[Statement | None] = CHECKPOINT_APPEND
+    slide_statement: ClassVar[Statement | None] = CHECKPOINT_SLIDE
     driver_errors: ClassVar[tuple[type[BaseException], ...]] = (psycopg.Error,)
     data_errors: ClassVar[tuple[type[BaseException], ...]] = (
         *Backend.data_errors, psycopg.DataError, psycopg.IntegrityError,

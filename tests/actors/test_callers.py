@@ -282,6 +282,7 @@ async def _aenter(manager_call: AbstractAsyncContextManager[Any]) -> None:
 def _manager_calls(sid: str, aid: str) -> dict[str, Callable[[SessionManager], Any]]:
     """One call of every public method of the manager (but close, aclose, stop)."""
     return {
+        "aappend_messages": lambda m: m.aappend_messages(sid, history(1)),
         "acheckpoint": lambda m: m.acheckpoint(sid, history(2), {}, "p"),
         "acomplete_session": lambda m: m.acomplete_session(sid),
         "acreate_session": lambda m: m.acreate_session("copilot", {}),
@@ -319,6 +320,7 @@ def _manager_calls(sid: str, aid: str) -> dict[str, Callable[[SessionManager], A
         "asweep": lambda m: m.asweep(),
         "aunit_of_work": lambda m: _aenter(m.aunit_of_work(sid)),
         "await_for_approval": lambda m: m.await_for_approval(aid, 1),
+        "append_messages": lambda m: m.append_messages(sid, history(1)),
         "checkpoint": lambda m: m.checkpoint(sid, history(2), {}, "p"),
         "complete": lambda m: m.complete(sid),
         "complete_session": lambda m: m.complete_session(sid),
@@ -365,6 +367,7 @@ def _manager_calls(sid: str, aid: str) -> dict[str, Callable[[SessionManager], A
 def _scope_calls(sid: str, aid: str) -> dict[str, Callable[[UserScope], Any]]:
     """One call of every public method of a ``for_user`` view."""
     return {
+        "aappend_messages": lambda s: s.aappend_messages(sid, history(1)),
         "acheckpoint": lambda s: s.acheckpoint(sid, history(2), {}, "p"),
         "acomplete_session": lambda s: s.acomplete_session(sid),
         "acreate_session": lambda s: s.acreate_session("copilot", {}),
@@ -393,6 +396,7 @@ def _scope_calls(sid: str, aid: str) -> dict[str, Callable[[UserScope], Any]]:
         "asuspend_session": lambda s: s.asuspend_session(sid),
         "aunit_of_work": lambda s: _aenter(s.aunit_of_work(sid)),
         "await_for_approval": lambda s: s.await_for_approval(aid, 1),
+        "append_messages": lambda s: s.append_messages(sid, history(1)),
         "checkpoint": lambda s: s.checkpoint(sid, history(2), {}, "p"),
         "complete": lambda s: s.complete(sid),
         "complete_session": lambda s: s.complete_session(sid),

@@ -25,7 +25,7 @@ from actors import (
     StoreUnavailable,
 )
 from actors._mailbox import QuickActor
-from persistence import Database, StateRecord
+from persistence import Database, StateRecord, encode_message
 from persistence._backend import Tx
 from persistence._statements import TAKE
 from persistence._write_ops import HotOp, Phases
@@ -276,7 +276,7 @@ class TestTakeLease:
     def test_takes_a_released_session_with_its_samples(
         self, any_db_url: str, database: Database, make_manager: ManagerFactory
     ) -> None:
-        """The epoch goes up by one, the lease is set, the samples are the stored messages."""
+        """The epoch goes up by one, the lease is set, the samples are the stored rows."""
         with make_manager(database_url=any_db_url, instance_id="a") as a:
             session_id = a.create_session("c", {})
             a.checkpoint(session_id, history(9), {}, "p")
@@ -285,7 +285,8 @@ class TestTakeLease:
         lease = database.store.take_lease(session_id, "b", now, now + timedelta(seconds=30))
         assert lease.taken_from is None  # "a" released it on close
         assert (lease.state.owner, lease.state.epoch) == ("b", before.epoch + 1)
-        assert lease.samples == {i: history(9)[i] for i in (0, 1, 2, 4, 8)}
+        stored = {i: encode_message(history(9)[i], "", None) for i in (0, 1, 2, 4, 8)}
+        assert (lease.samples, lease.base) == (stored, 0)
         assert _state(database, session_id) == lease.state
 
     def test_refuses_a_live_owner_and_changes_nothing(

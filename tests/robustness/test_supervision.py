@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+import actors._delta
 import actors._session
 from actors import ManagerClosed, ManualClock, SessionFailed, SessionManager
 from tests.conftest import ManagerFactory, history
@@ -67,7 +68,7 @@ class TestRestart:
         The typed API raises the actor's error; the seed façade returns False (and logs it).
         """
         session_id = _saved_session(supervised)
-        real = actors._session.sample_positions  # type: ignore[attr-defined]  # the name patched below
+        real = actors._delta.sample_positions  # type: ignore[attr-defined]  # the name patched below
         calls = {"n": 0}
 
         def fail_once(count: int) -> list[int]:
@@ -77,7 +78,7 @@ class TestRestart:
                 raise RuntimeError(msg)
             return real(count)
 
-        monkeypatch.setattr(actors._session, "sample_positions", fail_once)
+        monkeypatch.setattr(actors._delta, "sample_positions", fail_once)
         with pytest.raises(RuntimeError, match="injected"):
             supervised.checkpoint(session_id, history(6), {"step": 3}, "review", 3)
         calls["n"] = 0
