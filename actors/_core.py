@@ -40,6 +40,8 @@ log = structlog.get_logger("actors.manager")
 _CHECKOUT_ATTEMPTS = 3
 _REF_RECHECK = timedelta(seconds=1)
 _REF_SLACK = 1024
+#: Seconds close() gives the supervisor past call_timeout (it may be finishing a message).
+_CLOSE_GRACE = 1.0
 
 
 class Core:
@@ -195,12 +197,15 @@ class Core:
             return
         self.housekeeping.close()
         self.approval_waiters.notify_all()  # each raises ManagerClosed
+        # Bounded by call_timeout plus a second or two: an actor busy in the host's code (a
+        # run_in_actor step) is not waited for past that; its thread is a daemon, so it
+        # does not hold the process either, and its lease is released below all the same.
         timeout = self.settings.call_timeout
         try:
-            self.supervisor.shutdown(timeout).get(timeout=timeout * 2)
+            self.supervisor.shutdown(timeout).get(timeout=timeout + _CLOSE_GRACE)
+            self.supervisor_ref.stop(block=True, timeout=_CLOSE_GRACE)
         except Exception as exc:  # noqa: BLE001 - closing goes on whatever happens
             log.error("manager.shutdown_failed", error=repr(exc))
-        self.supervisor_ref.stop(block=True, timeout=timeout)
         try:
             self.db.store.release_all(self.instance_id)
         except SessionSupervisorError as error:

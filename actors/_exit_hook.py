@@ -28,9 +28,10 @@ def _close_at_exit(manager: _Closable) -> None:
 
 def register_exit_hook(manager: _Closable) -> None:
     """Close ``manager`` at interpreter exit, before its actor threads are joined."""
-    # Actor threads are non-daemon, and the interpreter joins those *before* it runs
-    # atexit handlers; threading's own exit hooks run before that join (this is how
-    # concurrent.futures stops its workers), so a manager left open still closes.
+    # threading's own exit hooks run before the interpreter joins the non-daemon threads
+    # and before atexit handlers (this is how concurrent.futures stops its workers), so a
+    # manager left open closes while its threads still run. Actor threads are daemons: one
+    # busy in the host's code past close()'s bound (call_timeout) does not hold the exit.
     # The hook keeps the manager alive until exit, which its live actors do anyway.
     register = getattr(threading, "_register_atexit", None)
     if register is not None:

@@ -191,6 +191,10 @@ class QuickActor(pykka.ThreadingActor):
     """A ``ThreadingActor`` with a :class:`TurnInbox` and :class:`ReplyFuture` replies."""
 
     actor_inbox: TurnInbox
+    # A thread busy in the host's code (a run_in_actor step, a runtime's close) must not
+    # keep the process alive once the host is done: close() (or the exit hook) stops the
+    # idle actors and releases the leases, waiting at most call_timeout for busy ones.
+    use_daemon_thread = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -136,3 +136,70 @@ class TestShutdown:
         finally:
             checker.close()
         print(f"shutdown {ending}: exited {latency * 1000:.0f} ms after its last line")  # noqa: T201
+
+
+_BUSY_STEP = """
+import sys, threading, time
+from actors import create_session_manager
+
+class Runtime:
+    def close(self):
+        pass
+
+started = threading.Event()
+
+def slow_step(runtime):
+    started.set()
+    time.sleep(60)  # the host's own code, far longer than call_timeout
+
+manager = create_session_manager(
+    sys.argv[1], call_timeout=CALL_TIMEOUT, runtime_factory=lambda state: Runtime()
+)
+busy = manager.create_session("copilot", {})
+idle = manager.create_session("copilot", {})
+for sid in (busy, idle):
+    assert manager.save_session_state(sid, [{"role": "user", "content": sid}], {}, "work", 1)
+threading.Thread(target=manager.run_in_actor, args=(busy, slow_step), daemon=True).start()
+assert started.wait(10)
+print("ids", busy, idle, flush=True)
+print("done", time.monotonic(), flush=True)
+"""
+
+
+class TestBusyActorAtExit:
+    """A step still running in an actor does not hold the host's exit."""
+
+    CALL_TIMEOUT = 2.0
+
+    @pytest.mark.slow
+    def test_exits_within_call_timeout_while_a_step_runs(self, tmp_path: Path) -> None:
+        """Without close(), a 60 s run_in_actor step delays the exit by call_timeout at most.
+
+        The exit hook closes the manager: it waits call_timeout for the busy actor, which
+        runs on a daemon thread and so does not hold the interpreter either; both leases
+        are released and every acknowledged save is stored.
+        """
+        url = f"sqlite:///{tmp_path / 'sessions.db'}"
+        script = _BUSY_STEP.replace("CALL_TIMEOUT", repr(self.CALL_TIMEOUT))
+        process = spawn(
+            ["-c", script, url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env()
+        )
+        try:
+            out, err = process.communicate(timeout=60)
+            gone = time.monotonic()
+        finally:
+            stop(process)
+        assert process.returncode == 0, err
+        lines = dict(line.split(" ", 1) for line in out.splitlines())
+        latency = gone - float(lines["done"])
+        assert latency < self.CALL_TIMEOUT + 3.0, f"the process took {latency:.2f}s to exit"
+        checker = create_session_manager(url)
+        try:
+            for session_id in lines["ids"].split():
+                info = checker.get_session_info(session_id)
+                assert info is not None
+                assert info["owner"] is None, "a lease was left behind"
+                assert checker.load(session_id)["current_phase"] == "work"
+        finally:
+            checker.close()
+        print(f"shutdown with a busy step: exited {latency * 1000:.0f} ms after its last line")  # noqa: T201
