@@ -30,6 +30,7 @@ from actors._errors import (
     SessionSupervisorError,
     StaleSession,
     StoreUnavailable,
+    TooManyActors,
 )
 from actors._factory import create_session_manager, get_session_manager
 from actors._logging import configure_logging
@@ -81,6 +82,7 @@ __all__ = [
     "SessionSupervisorError",
     "StaleSession",
     "StoreUnavailable",
+    "TooManyActors",
     "UnitOfWork",
     "UserScope",
     "close_runtime",

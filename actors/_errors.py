@@ -55,6 +55,21 @@ class ManagerClosed(StoreUnavailable):
         super().__init__(message)
 
 
+class TooManyActors(StoreUnavailable):
+    """This process could not start another session actor: the system refused a thread.
+
+    Each live session is an actor on its own thread; the process (or its container) is at
+    its thread limit. Nothing was created or changed. Lower ``max_live`` (idle actors are
+    then passivated sooner) or raise the limit (``ulimit -u``, the container's pids limit).
+    """
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(
+            f"could not start a session actor ({detail}); nothing was changed:"
+            " lower max_live or raise the process's thread limit"
+        )
+
+
 class ApprovalExpired(ApprovalClosed):
     """The approval request passed its deadline unanswered; it can no longer be resolved."""
 
@@ -96,4 +111,5 @@ __all__ = [
     "SessionSupervisorError",
     "StaleSession",
     "StoreUnavailable",
+    "TooManyActors",
 ]

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import pykka
 
+from actors._errors import TooManyActors
 from actors._ticket import CallTicket, Withdrawn
 from persistence import OutcomeUnknown
 from persistence._write_ops import STARTED_GRACE
@@ -211,6 +212,15 @@ class QuickActor(pykka.ThreadingActor):
     @staticmethod
     def _create_actor_inbox() -> Any:
         return TurnInbox()
+
+    def _start_actor_loop(self) -> None:
+        try:
+            super()._start_actor_loop()
+        except RuntimeError as error:  # "can't start new thread": the process is at its limit
+            # pykka registered the actor before starting its thread; it never ran.
+            pykka.ActorRegistry.unregister(self.actor_ref)
+            self.actor_inbox.bind(None)
+            raise TooManyActors(str(error)) from error
 
     @staticmethod
     def _create_future() -> pykka.Future[Any]:

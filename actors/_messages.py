@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from actors._ticket import CallTicket
-    from persistence import MessageRow
+    from persistence import Lease, MessageRow
 
 
 class ActorGone(Exception):
@@ -56,6 +56,13 @@ class Transition:
 
     action: str
     ticket: CallTicket | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Adopt:
+    """Take the state of a session this process just created, with its lease."""
+
+    lease: Lease
 
 
 @dataclass(frozen=True, slots=True)

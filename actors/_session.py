@@ -13,6 +13,7 @@ from actors._documents import json_state_dict
 from actors._mailbox import QuickActor
 from actors._messages import (
     ActorGone,
+    Adopt,
     Append,
     Describe,
     LiveState,
@@ -146,6 +147,9 @@ class SessionActor(QuickActor):
             case Warm():
                 self._loaded()
                 return None
+            case Adopt(lease=lease):
+                self._adopt_created(lease)
+                return None
             case Passivate():
                 return self._passivate()
             case UseRuntime() | DiscardRuntime() | RunInActor():
@@ -201,6 +205,12 @@ class SessionActor(QuickActor):
             read_rows=lambda: store.message_rows(session_id),
         )
         self._log = log.bind(session_id=self.session_id, mode=state.mode)
+
+    def _adopt_created(self, lease: Lease) -> None:
+        """Take the state of the session just created here (unless a request loaded it)."""
+        if self._state is None:
+            self._adopt(lease)
+            self._supervisor.loaded(self.session_id, self.actor_ref, lease.state.epoch)
 
     def _loaded(self, action: str = "open") -> StateRecord:
         """The state, rehydrated from the last checkpoint (taking the lease) if needed.

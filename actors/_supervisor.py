@@ -14,7 +14,7 @@ import pykka
 import structlog
 
 from actors._clock import earlier
-from actors._errors import SessionFailed
+from actors._errors import SessionFailed, TooManyActors
 from actors._mailbox import QuickActor
 from actors._messages import Passivate, Warm
 from actors._session import SessionActor
@@ -114,11 +114,17 @@ class SessionSupervisor(QuickActor):
             log.warning("session.restarted", session_id=session_id, on_demand=True)
         return ref
 
-    def adopt(self, session_id: str, lease: Lease) -> pykka.ActorRef[Any]:
-        """Start the actor of a session this process just created (and holds)."""
-        ref = self._spawn(session_id, lease)
-        self._live[session_id].epoch = lease.state.epoch
-        return ref
+    def reserve(self, session_id: str) -> pykka.ActorRef[Any] | None:
+        """Start the actor of a session about to be created; ``None`` if one is live.
+
+        Started before the create commits (and told its state after), so that a process out
+        of threads refuses the create (``TooManyActors``) with nothing written.
+        """
+        entry = self._live.get(session_id)
+        if entry is not None and entry.ref.is_alive():
+            return None
+        self._await_stopped(session_id)
+        return self._spawn(session_id, None)
 
     def _spawn(self, session_id: str, lease: Lease | None) -> pykka.ActorRef[Any]:
         assert self._self_proxy is not None  # noqa: S101 - set in on_start
@@ -276,7 +282,11 @@ class SessionSupervisor(QuickActor):
 
     def _restart(self, session_id: str, error: str | None) -> None:
         self._await_stopped(session_id)
-        new_ref = self._spawn(session_id, None)
+        try:
+            new_ref = self._spawn(session_id, None)
+        except TooManyActors as refused:  # the next use of the session tries again
+            log.error("session.restart_failed", session_id=session_id, error=str(refused))
+            return
         new_ref.tell(Warm())
         self._stats.restarts += 1
         log.warning("session.restarted", session_id=session_id, after=error)

@@ -17,7 +17,8 @@ import structlog
 from actors._core import Core
 from actors._documents import info_dict, listing_dict, state_dict
 from actors._history import require_version
-from actors._messages import Save, Transition
+from actors._mailbox import ask_inline
+from actors._messages import ActorGone, Adopt, Save, Transition
 from actors._ticket import CallTicket
 from actors._validate import require_optional_str, require_step, require_str
 from persistence import (
@@ -28,7 +29,9 @@ from persistence import (
     SessionDocument,
     SessionNotFound,
     SessionSummary,
+    SessionSupervisorError,
     StateRecord,
+    StoreUnavailable,
     _json,
 )
 
@@ -88,21 +91,43 @@ def create(  # noqa: PLR0917
         lease_until=now + settings.lease_ttl,
         caller_id=chosen,
     )
-    if not core.db.store.create_session(new):
+    # The actor first (its thread may be refused: TooManyActors), then the row.
+    try:
+        ref = core.supervisor.reserve(session_id).get(timeout=settings.call_timeout)
+    except pykka.Timeout:
+        raise StoreUnavailable(
+            f"the supervisor did not answer within {settings.call_timeout:g}s; nothing was created"
+        ) from None
+    try:
+        created = core.db.store.create_session(new)
+    except BaseException:
+        if ref is not None:
+            core.supervisor.forget(session_id, ref, "create refused")
+        raise
+    if not created:
+        if ref is not None:
+            core.supervisor.forget(session_id, ref, "create repeated")
         log.info("session.create_repeated", session_id=session_id)
         return session_id  # a retry of a create that committed: nothing written
-    state = StateRecord(
-        session_id, mode, "{}", None, "init", None, "active", now, now,
-        new.expires_at, 1, 0, settings.instance_id, 1, new.lease_until,
-    )  # fmt: skip
-    try:
-        ref = core.supervisor.adopt(session_id, Lease(state, {})).get(timeout=settings.call_timeout)
-    except pykka.Timeout:  # committed all the same: it is rehydrated on first use
-        log.warning("session.adopt_timeout", session_id=session_id)
-    else:
-        core.remember(session_id, ref, now)
+    if ref is not None:
+        _adopt(core, ref, new)
     log.info("session.created", session_id=session_id, mode=mode, user_id=user_id)
     return session_id
+
+
+def _adopt(core: Core, ref: pykka.ActorRef[Any], new: NewSession) -> None:
+    """Hand the created session's state (and lease) to its actor, which started idle."""
+    state = StateRecord(
+        new.session_id, new.mode, "{}", None, "init", None, "active", new.now, new.now,
+        new.expires_at, 1, 0, core.instance_id, 1, new.lease_until,
+    )  # fmt: skip
+    try:
+        ask_inline(ref, Adopt(Lease(state, {})), core.settings.call_timeout)
+    except (pykka.ActorDeadError, pykka.Timeout, ActorGone, SessionSupervisorError) as error:
+        # Committed all the same: the session is rehydrated on its first use.
+        log.warning("session.adopt_failed", session_id=new.session_id, error=repr(error))
+    else:
+        core.remember(new.session_id, ref, new.now)
 
 
 def checkpoint(  # noqa: PLR0917
