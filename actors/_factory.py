@@ -50,8 +50,11 @@ def create_session_manager(
         lease_ttl: how long this manager's claim on a session lasts without renewal (30 s);
             another process may take the session over after it lapses (at least 0.03 s:
             leases are renewed every third of it).
-        max_live: most session actors kept in memory (default 10,000); the least
-            recently used are passivated.
+        max_live: most session actors kept in memory (default 1,000); the least
+            recently used are passivated. Each live actor is a thread (one task of
+            the container's pids limit), about 21 KiB resident and 8 MiB of reserved
+            (not resident) stack; 1,000 stays well inside common limits (systemd's
+            default of 4,915 tasks, a 4,096 pids limit).
         idle_timeout: a live actor unused for longer (default 10 min) is passivated;
             ``timedelta.max``: never (only ``max_live`` evicts).
         max_message_bytes: larger messages (default 1 MiB) are refused

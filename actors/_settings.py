@@ -83,7 +83,7 @@ def check_options(
     cleanup_interval: Any = 60.0,
     clock: Any = None,
     lease_ttl: Any = timedelta(seconds=30),
-    max_live: Any = 10_000,
+    max_live: Any = 1_000,
     idle_timeout: Any = timedelta(minutes=10),
     max_message_bytes: Any = 1 << 20,
     max_state_bytes: Any = 16 << 20,
