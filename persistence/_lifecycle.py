@@ -17,6 +17,7 @@ from sqlalchemy import Connection, delete, exists, or_, select, tuple_, update
 
 from persistence import _statements as sql
 from persistence._backend import Tx
+from persistence._clock import judged_now, offset
 from persistence._errors import SessionExists, SessionOwnedElsewhere, SessionSupervisorError
 from persistence._models import LIVE_STATUSES
 from persistence._records import (
@@ -113,7 +114,7 @@ def take_lease(session_id: str, owner: str, now: datetime, lease_until: datetime
         # The owner as committed before the take: only to report a takeover.
         held = tx.execute(sql.HELD, {"sid": session_id})
         params = {"sid": session_id, "owner": owner, "now": tx.time(now),
-                  "lease_until": tx.time(lease_until)}  # fmt: skip
+                  "offset": offset(now), "lease_until": tx.time(lease_until)}  # fmt: skip
         taken = tx.execute(sql.TAKE, params)
         yield
         before = held.fetchone()
@@ -317,9 +318,8 @@ def delete_session(session_id: str, owner: str, now: datetime) -> Callable[[Conn
     """
 
     def op(connection: Connection) -> bool:
-        unowned = or_(
-            states.c.owner.is_(None), states.c.owner == owner, states.c.lease_expires_at < now
-        )
+        lapsed = states.c.lease_expires_at < judged_now(connection.dialect.name, now)
+        unowned = or_(states.c.owner.is_(None), states.c.owner == owner, lapsed)
         result = connection.execute(
             delete(sessions).where(
                 sessions.c.id == session_id,

@@ -12,6 +12,7 @@ import functools
 
 from sqlalchemy import bindparam, func, insert, or_, select, update
 
+from persistence._clock import JudgedNow
 from persistence._models import LIVE_STATUSES
 from persistence._sql import Statement
 from persistence._tables import (
@@ -117,7 +118,8 @@ TAKE = Statement(
                 or_(
                     _candidate.c.owner.is_(None),
                     _candidate.c.owner == bindparam("owner"),
-                    _candidate.c.lease_expires_at < bindparam("now"),
+                    # On PostgreSQL the server's clock (see persistence._clock).
+                    _candidate.c.lease_expires_at < JudgedNow(),
                 ),
             )
             .with_for_update(skip_locked=True)

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import Connection, Table, delete, insert, or_, select, update
 
 from persistence._admin import purge_op
+from persistence._clock import judged_now
 from persistence._records import SweepCounts
 from persistence._tables import approvals, connections, sessions, states, store_meta
 
@@ -101,16 +102,19 @@ def sweep_batch(
     be left, and the caller runs another batch).
     """
 
-    def idle(t: Any) -> list[Any]:
-        return [t.c.status == "active", t.c.expires_at < now]
-
-    def overdue(t: Any) -> list[Any]:
-        return [t.c.status == "pending", t.c.expires_at < now]
-
     def stale(t: Any) -> list[Any]:
         return [t.c.last_heartbeat < connection_cutoff]
 
     def op(connection: Connection) -> tuple[SweepCounts, bool]:
+        # Expiry is judged by the server's clock on PostgreSQL (see persistence._clock).
+        judged = judged_now(connection.dialect.name, now)
+
+        def idle(t: Any) -> list[Any]:
+            return [t.c.status == "active", t.c.expires_at < judged]
+
+        def overdue(t: Any) -> list[Any]:
+            return [t.c.status == "pending", t.c.expires_at < judged]
+
         expired = [
             row[0]
             for row in connection.execute(

@@ -27,6 +27,7 @@ from actors import (
 from actors._mailbox import QuickActor
 from persistence import Database, StateRecord, encode_message
 from persistence._backend import Tx
+from persistence._clock import offset
 from persistence._statements import TAKE
 from persistence._write_ops import HotOp, Phases
 from tests.conftest import ManagerFactory, history
@@ -317,6 +318,7 @@ class TestTakeLease:
 
             def take(tx: Tx) -> Phases[Any]:
                 params = {"sid": session_id, "owner": "b", "now": tx.time(now),
+                          "offset": offset(now),
                           "lease_until": tx.time(now + timedelta(seconds=30))}  # fmt: skip
                 taken = tx.execute(TAKE, params)
                 yield
