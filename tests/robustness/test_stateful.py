@@ -2,9 +2,10 @@
 
 Random sequences of create, save (appends, truncations, rewrites), suspend, resume,
 complete, delete (and every call on a deleted id), sweep after advancing the injected
-clock, and close-and-reopen run on a
-real SQLite file, with ``max_live=3`` so actors are also passivated and rehydrated all the
-time. After every step each session's stored status, version, history, context, phase and
+clock, close-and-reopen (a restart) and a takeover by a second manager once the first's
+leases lapsed (the first, still open, is then refused) run on a real SQLite file and on a
+PostgreSQL database, with ``max_live=3`` so actors are also passivated and rehydrated all
+the time. After every step each session's stored status, version, history, context, phase and
 step must be exactly what the model says; the seed façade's True/False must be what the
 lifecycle allows.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -31,8 +33,10 @@ from hypothesis.stateful import (
 )
 
 from actors import ManualClock, SessionManager, SessionNotFound, create_session_manager
+from tests.conftest import PG_ADMIN_DSN, _pg_admin
 
 TTL = timedelta(hours=2)
+LEASE = timedelta(seconds=30)
 
 # action -> (statuses it may start from, status it leads to)
 LIFECYCLE = {
@@ -61,10 +65,18 @@ class SessionsMachine(RuleBasedStateMachine):
     sessions = Bundle("sessions")
     deleted_sessions = Bundle("deleted_sessions")
 
+    backend = "sqlite"
+
     def __init__(self) -> None:
         super().__init__()
         self.directory = Path(tempfile.mkdtemp(prefix="stateful-"))
         self.url = f"sqlite+aiosqlite:///{self.directory / 'sessions.db'}"
+        self.pg_name: str | None = None
+        if self.backend == "postgresql":
+            self.pg_name = f"ss_stateful_{uuid.uuid4().hex[:12]}"
+            _pg_admin(f'CREATE DATABASE "{self.pg_name}"')
+            host = PG_ADMIN_DSN.split("@", 1)[1].rsplit("/", 1)[0]
+            self.url = f"postgresql://postgres@{host}/{self.pg_name}"
         self.clock = ManualClock()
         self.manager = self._open()
         self.model: dict[str, Model] = {}
@@ -72,14 +84,19 @@ class SessionsMachine(RuleBasedStateMachine):
         self.counter = 0
 
     def _open(self) -> SessionManager:
+        # No housekeeping thread: leases are renewed only by use, so they lapse exactly
+        # when the test advances the clock past LEASE.
         return create_session_manager(
-            self.url, clock=self.clock, session_ttl=TTL, max_live=3, call_timeout=10
-        )
+            self.url, clock=self.clock, session_ttl=TTL, max_live=3, call_timeout=10,
+            lease_ttl=LEASE, autostart=False,
+        )  # fmt: skip
 
     def teardown(self) -> None:
         """Close the manager and remove its database."""
         self.manager.close()
         shutil.rmtree(self.directory, ignore_errors=True)
+        if self.pg_name is not None:
+            _pg_admin(f'DROP DATABASE IF EXISTS "{self.pg_name}" WITH (FORCE)')
 
     # ------------------------------------------------------------------ rules
 
@@ -177,6 +194,28 @@ class SessionsMachine(RuleBasedStateMachine):
         self.manager.close()
         self.manager = self._open()
 
+    @precondition(lambda self: self.model)
+    @rule(data=st.data())
+    def takeover(self, data: st.DataObject) -> None:
+        """Once the leases lapsed, a second manager takes the sessions; the first is refused.
+
+        The first manager stays open (a paused process) while the second uses every live
+        session, taking its lease; a save through the first is then refused (its epoch is
+        fenced, or the lease is held elsewhere) and changes nothing.
+        """
+        self.clock.advance(LEASE + timedelta(seconds=1))
+        old, self.manager = self.manager, self._open()
+        try:
+            live = ("active", "suspended")
+            held = [sid for sid, model in self.model.items() if model.status in live]
+            for session_id in held:
+                assert self.manager.live(session_id).session_id == session_id
+            if held:
+                victim = data.draw(st.sampled_from(held))
+                assert not old.save_session_state(victim, [], {"stale": True}, "stale", 0)
+        finally:
+            old.close()
+
     # ------------------------------------------------------------------ invariants
 
     @invariant()
@@ -217,3 +256,23 @@ SessionsMachine.TestCase.settings = settings(
 
 class TestSessionsMachine(SessionsMachine.TestCase):  # type: ignore[valid-type,misc]
     """Random operation sequences never make the manager diverge from the model."""
+
+
+class PostgresSessionsMachine(SessionsMachine):
+    """The same machine on a PostgreSQL database (one per example)."""
+
+    backend = "postgresql"
+
+
+# Fewer examples: each creates a database, and PostgreSQL's round trips cost more.
+PostgresSessionsMachine.TestCase.settings = settings(
+    max_examples=10,
+    stateful_step_count=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+
+@pytest.mark.usefixtures("pg_server")
+class TestPostgresSessionsMachine(PostgresSessionsMachine.TestCase):  # type: ignore[valid-type,misc]
+    """On PostgreSQL too, with restarts and takeovers, the manager never leaves the model."""
