@@ -49,9 +49,13 @@ def _state(database: Database, session_id: str) -> StateRecord:
 
 @pytest.fixture
 def pair(any_db_url: str, make_manager: ManagerFactory) -> tuple[SessionManager, SessionManager]:
-    """Managers ``a`` and ``b`` on one database (SQLite file or PostgreSQL)."""
-    first = make_manager(database_url=any_db_url, instance_id="a", lease_ttl=LEASE)
-    second = make_manager(database_url=any_db_url, instance_id="b", lease_ttl=LEASE)
+    """Managers ``a`` and ``b`` on one database (SQLite file or PostgreSQL).
+
+    Neither asks the other for a session (``handoff_wait=0``): these tests are about the
+    leases themselves; ``test_handoff.py`` covers the hand-off on demand.
+    """
+    first = make_manager(database_url=any_db_url, instance_id="a", lease_ttl=LEASE, handoff_wait=0)
+    second = make_manager(database_url=any_db_url, instance_id="b", lease_ttl=LEASE, handoff_wait=0)
     return first, second
 
 
@@ -186,7 +190,7 @@ class TestTakeover:
         a = make_manager(
             database_url=any_db_url, instance_id="a", idle_timeout=timedelta(minutes=1)
         )
-        b = make_manager(database_url=any_db_url, instance_id="b")
+        b = make_manager(database_url=any_db_url, instance_id="b", handoff_wait=0)
         idle, busy = a.create_session("copilot", {}), a.create_session("copilot", {})
         for _ in range(6):  # two idle minutes, the owner renewing as its ticker does
             clock.advance(seconds=20)
