@@ -58,7 +58,8 @@ class HandoffDesk:
     """A manager's side of the hand-offs: answers requests, and asks on a refused call.
 
     Args:
-        settings: the manager's settings (``handoff_wait``: 0 turns both sides off).
+        settings: the manager's settings (``handoff_wait``: 0, it never asks; it answers
+            unless the database is in memory).
         supervisor: a proxy of the supervisor actor.
     """
 
@@ -67,15 +68,17 @@ class HandoffDesk:
         self._supervisor = supervisor
         store = settings.db.store
         self._handoffs = Handoffs(store)
-        # An in-memory database has no other process to hand over to.
-        self.enabled = settings.handoff_wait > 0 and ":memory:" not in settings.db.url
+        # An in-memory database has no other process to hand over to. A manager that does
+        # not ask (handoff_wait=0) still answers: the others may wait for it.
+        self.answers = ":memory:" not in settings.db.url
+        self.asks = self.answers and settings.handoff_wait > 0
         poll = PG_POLL if store.dialect == "postgresql" else SQLITE_POLL
         self._doorbell = self._handoffs.doorbell(settings.instance_id, poll)
         self._closed = threading.Event()
         self._thread = threading.Thread(
             target=self._answer, name="session-supervisor-handoff", daemon=True
         )
-        if self.enabled:
+        if self.answers:
             self._thread.start()
 
     # ------------------------------------------------------------------ the owner
@@ -136,7 +139,7 @@ class HandoffDesk:
         """
         settings = self._settings
         me = settings.instance_id
-        if not self.enabled or owner in (None, me) or time.monotonic() >= deadline:
+        if not self.asks or owner in (None, me) or time.monotonic() >= deadline:
             return False
         store = settings.db.store
         asked: str | None = None
