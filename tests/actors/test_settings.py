@@ -42,9 +42,10 @@ DURATIONS = (
     "restart_backoff",
     "restart_backoff_max",
     "sqlite_busy_timeout",
+    "handoff_wait",
 )
-#: Durations for which zero means something ("no delay").
-ZERO_OK = ("restart_backoff", "restart_backoff_max")
+#: Durations for which zero means something ("no delay", "never ask for a hand-off").
+ZERO_OK = ("restart_backoff", "restart_backoff_max", "handoff_wait")
 #: Durations for which infinity means something ("never").
 NEVER_OK = ("session_ttl", "idle_timeout")
 
@@ -104,6 +105,7 @@ def _accepted() -> list[tuple[str, Any]]:
         ("restart_backoff", CENTURY),
         ("restart_backoff_max", timedelta(0)),
         ("restart_backoff_max", CENTURY),
+        ("handoff_wait", 0),
         ("sqlite_busy_timeout", 86_400),
         ("instance_id", "w" * 64),
         ("instance_id", "worker 7 / zürich"),
