@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from sqlalchemy import Connection, delete, insert, select, text, update
 
+from persistence import _fork
 from persistence._models import LIVE_STATUSES
 from persistence._tables import handoffs, states
 
@@ -200,6 +201,7 @@ class Doorbell:
     def _listening(self) -> Any:
         if self._connection is None:
             connection = self._store.backend.connect_reader()
+            _fork.track(connection)  # a forked child's exit must not end it
             try:
                 connection.execute(f"LISTEN {CHANNEL}")
             except BaseException:
