@@ -84,7 +84,7 @@ class TestStartStop:
         assert _tickers() == before
         session_id = manager.create_session("copilot", {})
         clock.advance(hours=25)
-        manager._core.housekeeping.tick()  # a tick by hand renews leases but does not sweep before start()
+        manager._core.housekeeping.tick()  # renews leases; no sweep before start()
         assert manager.info(session_id)["status"] == "active"
         assert manager.sweep()["sessions_expired"] == 1
         other = manager.create_session("copilot", {})
