@@ -37,7 +37,7 @@ TIMEOUT = 10
 
 def _renew(manager: SessionManager) -> int:
     """One renewal pass of the manager's supervisor (what its ticker does every ttl/3)."""
-    renewed: int = manager._supervisor.renew_leases().get(timeout=TIMEOUT)
+    renewed: int = manager._core.supervisor.renew_leases().get(timeout=TIMEOUT)
     return renewed
 
 
@@ -216,7 +216,7 @@ class TestTicker:
         session_id = a.create_session("copilot", {})
         for _ in range(3):  # 60 s: twice the lease
             clock.advance(seconds=20)
-            a._tick()  # tells the supervisor; the ask below waits until it has done it
+            a._core.housekeeping.tick()  # the ask below waits until it is done
             assert a.live_sessions() == [session_id]
         assert b.save_session_state(session_id, history(1), {}, "b") is False
         assert a.save_session_state(session_id, history(1), {}, "a")
