@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import pykka
 import structlog
 
 from actors._errors import ManagerClosed
+from actors._handoff import HandoffDesk
 from actors._housekeeping import Housekeeping
 from actors._mailbox import ask_inline, ask_within
 from actors._messages import ActorGone
@@ -36,6 +38,8 @@ from persistence import (
 )
 
 log = structlog.get_logger("actors.manager")
+
+T = TypeVar("T")
 
 _CHECKOUT_ATTEMPTS = 3
 _REF_RECHECK = timedelta(seconds=1)
@@ -73,6 +77,7 @@ class Core:
         self.checkpoint_timings = CheckpointTimings()
         self.async_pool = AsyncPool(self.check_open)
         self.approval_waiters = ApprovalWaiters()
+        self.handoff = HandoffDesk(self.settings, self.supervisor)
         # At least MIN_TICK_SECONDS: both settings were checked for that.
         interval = min(options.cleanup_interval, options.lease_ttl.total_seconds() / 3)
         self.housekeeping = Housekeeping(
@@ -109,6 +114,44 @@ class Core:
         return self.db.store
 
     def ask(
+        self,
+        session_id: str,
+        message: Any,
+        *,
+        inline: bool = False,
+        ticket: CallTicket | None = None,
+    ) -> Any:
+        """Send ``message`` to the session's actor; another live owner is asked to hand over.
+
+        Refused with ``SessionOwnedElsewhere``, the call asks the owner for the session
+        (see :mod:`actors._handoff`) and runs again once it may take it, for at most
+        ``handoff_wait`` and never past its own deadline.
+        """
+        deadline: float | None = None
+        while True:
+            try:
+                return self._ask(session_id, message, inline=inline, ticket=ticket)
+            except SessionOwnedElsewhere as refused:
+                if deadline is None:
+                    left = self.settings.call_timeout if ticket is None else ticket.remaining()
+                    deadline = self.handoff.deadline(left)
+                if not self.handoff.obtain(session_id, refused.owner, deadline):
+                    raise
+                if ticket is not None:
+                    ticket.requeue()  # refused before it changed anything: sent again
+                self._refs.pop(session_id, None)
+
+    def with_handoff(self, session_id: str, write: Callable[[], T]) -> T:
+        """``write()``, run again after a hand-off if another live owner refused it."""
+        deadline = self.handoff.deadline(self.settings.call_timeout)
+        while True:
+            try:
+                return write()
+            except SessionOwnedElsewhere as refused:
+                if not self.handoff.obtain(session_id, refused.owner, deadline):
+                    raise
+
+    def _ask(
         self,
         session_id: str,
         message: Any,
@@ -196,6 +239,7 @@ class Core:
             self.db.close()
             return
         self.housekeeping.close()
+        self.handoff.close()
         self.approval_waiters.notify_all()  # each raises ManagerClosed
         # Bounded by call_timeout plus a second or two: an actor busy in the host's code (a
         # run_in_actor step) is not waited for past that; its thread is a daemon, so it

@@ -106,6 +106,10 @@ def create_session_manager(
             ``"sampled"`` (the default: O(log n) sampled messages, so an in-place edit
             of a message that is not sampled goes unseen) or ``"full"`` (every message,
             at the cost of encoding the whole history on every save).
+        handoff_wait: seconds (default 2) a write waits when another live process owns
+            the session: it asks that process to hand the session over (it does within
+            milliseconds, unless the session is inside a ``unit_of_work`` there) and then
+            takes it. ``0``: refused at once with ``SessionOwnedElsewhere``, as before.
 
     Raises:
         InvalidArgument: a bad URL or setting; nothing was created.

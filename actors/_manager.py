@@ -11,8 +11,7 @@ import asyncio
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from datetime import timedelta
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self, Unpack
+from typing import Any, Self, Unpack
 
 import structlog
 
@@ -36,33 +35,19 @@ from actors._validate import require_str
 from actors._work import UnitOfWork
 from persistence import Database
 
-if TYPE_CHECKING:
-    import pykka
-
-    from actors._supervisor import SessionSupervisor
-    from actors._ticker import Ticker
-
 log = structlog.get_logger("actors.manager")
 
 
 class SessionManager:
     """Keeps conversational sessions alive, durable and bounded.
 
-    Every method of the seed's ``SessionManager`` is here with the same arguments, return
-    values and dict keys: ``create_session``, ``save_session_state``,
-    ``load_session_state``, ``suspend_session``, ``resume_session``, ``complete_session``,
-    ``delete_session``, ``list_sessions``, ``get_session_info``, ``start`` and ``stop``.
-    Like the seed, they return ``False``/``None``/``[]`` on an expected failure (and log
-    why); the typed methods (``create``, ``checkpoint``, ``load``, ``suspend``, ``resume``,
-    ``complete``, ``expire``, ``delete``, ``info``, ``sessions``) raise the typed errors of
-    :mod:`actors` instead. Every method of a closed manager (but ``close``, ``aclose``
-    and ``stop``, which may be called again) raises ``ManagerClosed``, the seed's too:
-    using a closed manager is a programming error, not an expected failure.
-
-    All sync methods are safe from any thread and from inside a running event loop; the
-    ``a``-prefixed twins (same arguments) await them without blocking the loop.
-
-    Build one with :func:`create_session_manager`.
+    The seed's methods (``create_session`` ... ``get_session_info``, ``start``, ``stop``)
+    keep its arguments, results and dict keys, and return ``False``/``None``/``[]`` on an
+    expected failure (logged); the typed methods (``create``, ``checkpoint``, ``load`` ...)
+    raise the typed errors instead. On a closed manager every method but ``close``,
+    ``aclose`` and ``stop`` raises ``ManagerClosed``. Sync methods are safe from any thread
+    and inside a running event loop; each ``a``-prefixed twin (same arguments) awaits one
+    without blocking the loop. Build one with :func:`create_session_manager`.
     """
 
     def __init__(self, db: Database, **options: Unpack[ManagerOptions]) -> None:
@@ -97,25 +82,10 @@ class SessionManager:
         """The threads the ``a``-prefixed twins run the sync methods on."""
         return self._core.async_pool
 
-    @property
-    def _supervisor(self) -> pykka.ActorProxy[SessionSupervisor]:
-        return self._core.supervisor
-
-    @property
-    def _ticker(self) -> Ticker:
-        return self._core.housekeeping.ticker
-
-    def _tick(self) -> None:
-        self._core.housekeeping.tick()  # one tick by hand (tests with autostart=False)
-
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        """Run the periodic cleanup (every ``cleanup_interval`` seconds).
-
-        It already runs from creation unless the manager was made with ``autostart=False``;
-        calling this again changes nothing (one ticker per manager).
-        """
+        """Run the periodic cleanup (from creation already, unless ``autostart=False``)."""
         self._core.check_open()
         if self._core.housekeeping.start():
             log.info("manager.started", cleanup_interval=self._core.cleanup_interval)
@@ -140,19 +110,13 @@ class SessionManager:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:  # fmt: skip
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:  # fmt: skip
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
     # ------------------------------------------------------------------ the seed's API
@@ -178,12 +142,10 @@ class SessionManager:
         *,
         expected_version: int | None = None,
     ) -> bool:
-        """Save session state; ``True`` once it is committed, ``False`` otherwise (logged).
+        """Save session state; ``True`` once committed, ``False`` otherwise (logged).
 
-        Called positionally as in the seed, or by keyword as its task executor does:
-        ``context_variables``, ``current_phase`` and ``plan_data`` left out (or ``None``)
-        keep their stored values; ``current_step`` is stored as given (``None`` included).
-        With ``expected_version``: ``False`` (logged) if the stored version moved since.
+        Arguments left out (or ``None``) keep their stored values, but ``current_step``;
+        with ``expected_version``, ``False`` if the stored version moved since.
         """
         save = _seed.done(lambda: self.checkpoint(
             session_id, conversation_history, context_variables, current_phase,
@@ -194,12 +156,9 @@ class SessionManager:
     def load_session_state(
         self, session_id: str, include_completed: bool = False
     ) -> dict[str, Any] | None:
-        """The state of an active or suspended session for resumption, else ``None``.
+        """The state of a live session (any, ``include_completed=True``), else ``None``.
 
-        With ``include_completed=True`` a completed or expired session is returned too
-        (a detail or history view), with the same keys. The dict has the seed's keys and
-        types (``created_at`` / ``updated_at`` are datetimes) plus ``user_id``, ``name``
-        and ``message_count``.
+        The seed's keys and types (datetimes), plus ``user_id``, ``name``, ``message_count``.
         """
         return _seed.load_state(self._core, session_id, include_completed)
 
@@ -227,11 +186,7 @@ class SessionManager:
         self, user_id: str | None = None, status: str | None = None, mode: str | None = None,
         limit: int = 100,
     ) -> list[dict[str, Any]]:  # fmt: skip
-        """Session summaries matching the filters, most recently updated first.
-
-        A bad filter (an unknown ``status``, say) returns ``[]`` and logs
-        ``session.list_refused`` with the reason; :meth:`sessions` raises instead.
-        """
+        """Session summaries matching the filters, newest first; a bad filter: ``[]``."""
         listing = lambda: self.sessions(user_id, status, mode, limit)  # noqa: E731
         return _seed.quietly(self._core, [], "list", None, listing)
 
@@ -240,17 +195,11 @@ class SessionManager:
         return _seed.quietly(self._core, None, "info", session_id, lambda: self.info(session_id))
 
     def phase_hook(
-        self,
-        session_id: str,
-        get_history: Callable[[], list[dict[str, Any]]],
+        self, session_id: str, get_history: Callable[[], list[dict[str, Any]]],
         get_context: Callable[[], dict[str, Any]],
         get_plan: Callable[[], dict[str, Any] | None] | None = None,
-    ) -> Callable[..., bool]:
-        """The ``on_phase_change(phase, step_number=None)`` callback of a task executor.
-
-        Each call checkpoints the session with the current history and context (the seed's
-        Task 4) and returns whether the checkpoint was committed.
-        """
+    ) -> Callable[..., bool]:  # fmt: skip
+        """A task executor's ``on_phase_change(phase, step_number=None)``: saves, -> bool."""
         self._core.check_open()
         return _seed.phase_hook(
             self.save_session_state, session_id, get_history, get_context, get_plan
@@ -281,16 +230,11 @@ class SessionManager:
         history_rewritten: bool | None = None,
         expected_version: int | None = None,
     ) -> int:
-        """Durably save a session's state; return its new version.
+        """Durably save a session's state; return its new version (on any error: nothing).
 
-        Only new messages are written (a slid window: the rows that fell out are deleted);
-        a rewritten history is detected by sampling (pass ``history_rewritten=True`` after
-        an in-place edit in the middle, or use ``history_check="full"``). Arguments left
-        out (or ``None``) keep their stored values, but ``current_step``. With
-        ``expected_version`` the database applies the save only if the stored version is
-        that one (else ``StaleSession``). On any error (``SessionNotFound``,
-        ``InvalidTransition``, ``SessionOwnedElsewhere``, ``StaleSession``,
-        ``NotSerializable``, ``PayloadTooLarge``, ...) nothing was stored.
+        Only the change is written (see "What a save detects" in the README; after an
+        in-place edit in the middle pass ``history_rewritten=True``). Arguments left out
+        keep their stored values, but ``current_step``; ``expected_version``: compare-and-set.
         """
         return _typed.checkpoint(
             self._core, session_id, conversation_history, context_variables, current_phase,
@@ -302,11 +246,10 @@ class SessionManager:
         context_variables: dict[str, Any] | None = None, current_phase: str | None = None,
         current_step: int | None = None,
     ) -> int:  # fmt: skip
-        """Append ``messages`` to the stored history; return the new version.
+        """Append ``messages`` after whatever is stored; return the new version.
 
-        The session's actor appends them after whatever is stored, one request at a time:
-        concurrent appends are all kept, each caller's in order. Arguments left out (or
-        ``None``) keep their stored values. On any error nothing was stored.
+        Concurrent appends are all kept, each caller's in order; arguments left out keep
+        their stored values.
         """
         return _history.append(
             self._core, session_id, messages, context_variables, current_phase, current_step
@@ -333,11 +276,7 @@ class SessionManager:
         _typed.delete(self._core, session_id)
 
     def load(self, session_id: str) -> dict[str, Any]:
-        """The whole state of a session in any status (``SessionNotFound``), JSON-ready.
-
-        Times are ISO-8601 strings, as in ``info()`` and ``sessions()``
-        (``load_session_state`` keeps the seed's datetimes).
-        """
+        """The whole state of a session in any status, JSON-ready (ISO-8601 times)."""
         return _typed.json_ready(_typed.stored_state(self._core, session_id))
 
     def info(self, session_id: str) -> dict[str, Any]:
@@ -354,12 +293,7 @@ class SessionManager:
     # ------------------------------------------------------------------ runtimes
 
     def runtime(self, session_id: str) -> Any:
-        """The session's live runtime, built by ``runtime_factory`` from its last checkpoint.
-
-        Kept until the session's actor stops (then closed); used unlocked by the caller's
-        thread (see ``unit_of_work`` and ``run_in_actor``). Raises ``RuntimeUnavailable``
-        and the typed errors of a session that cannot run.
-        """
+        """The session's live runtime (built by ``runtime_factory``; closed with its actor)."""
         return _work.handle(self._core, session_id).runtime
 
     def run_in_actor(
@@ -367,8 +301,7 @@ class SessionManager:
     ) -> Any:
         """Call ``function(runtime, *args, **kwargs)`` in the session's actor; return its result.
 
-        It runs between the session's other messages; never call the manager about the same
-        session from inside it. Its exception crashes (and restarts) the actor and is raised.
+        Never call the manager about the same session from inside it.
         """
         return _work.run_in_actor(self._core, session_id, function, args, kwargs)
 
@@ -381,14 +314,8 @@ class SessionManager:
     ) -> AbstractContextManager[UnitOfWork]:
         """Use the session's runtime exclusively; checkpoint its ``snapshot()`` on success.
 
-        Units of work on a session run one at a time (``SessionBusy`` after ``wait``, default
-        ``call_timeout``), and the session is not passivated meanwhile. If the block raises,
-        the runtime is discarded and rebuilt from the last checkpoint on next use. A runtime
-        without ``snapshot()`` is refused (``NoSnapshot``) unless ``checkpoint=False``.
-
-        Example:
-            >>> with manager.unit_of_work(session_id) as work:  # doctest: +SKIP
-            ...     work.runtime.answer("next question")
+        One unit at a time per session (``SessionBusy`` after ``wait``); if the block raises,
+        the runtime is discarded (rebuilt from the last checkpoint on next use).
         """
         return _work.unit_of_work(self._core, self.checkpoint, session_id, wait, checkpoint)
 
@@ -409,26 +336,15 @@ class SessionManager:
         self, session_id: str, approval_type: str, context: dict[str, Any],
         timeout: float | timedelta | None = None,
     ) -> str:  # fmt: skip
-        """Ask a human to approve something (``plan``, ``tool`` ...); return the request's id.
-
-        ``timeout``: seconds (or a timedelta) until it expires; ``None``: never.
-        """
+        """Ask a human to approve something; return its id (``timeout``: until it expires)."""
         return _approvals.request(self._core, session_id, approval_type, context, timeout)
 
     def resolve_approval(self, approval_id: str, resolution: str, result: Any = None) -> bool:
-        """Answer a pending request (``approved``, ``rejected``, ``modified``).
-
-        ``False`` if it was no longer pending (a late answer changes nothing);
-        ``ApprovalNotFound`` if there is no such request.
-        """
+        """Answer a pending request (``approved``, ``rejected``, ``modified``); else ``False``."""
         return _approvals.resolve(self._core, approval_id, resolution, result)
 
     def get_approval(self, approval_id: str) -> dict[str, Any] | None:
-        """An approval request as a dict, or ``None`` if it does not exist.
-
-        Its ``status``: ``pending``, ``resolved`` (see ``resolution``), ``expired`` (past
-        its deadline unanswered, before any sweep) or ``cancelled`` (its session ended).
-        """
+        """An approval request (``status``: pending, resolved, expired, cancelled), or ``None``."""
         return _approvals.get(self._core, approval_id)
 
     def list_pending_approvals(self, session_id: str) -> list[dict[str, Any]]:
@@ -438,15 +354,9 @@ class SessionManager:
     def wait_for_approval(
         self, approval_id: str, timeout: float | timedelta | None
     ) -> dict[str, Any]:
-        """Block until a human answers the request; return it (``get_approval``'s dict).
+        """Block until a human answers the request; return it.
 
-        An answer in this process wakes the waiter at once; one from another process is
-        seen within a second. ``timeout``: seconds (or a timedelta); ``None``: no limit.
-
-        Raises:
-            ApprovalTimeout: nobody answered in time (it is still pending).
-            ApprovalExpired: past its deadline. ApprovalClosed: cancelled.
-            ApprovalNotFound, ManagerClosed.
+        Raises ``ApprovalTimeout`` after ``timeout``, ``ApprovalExpired`` past its deadline.
         """
         return _approvals_wait.wait(self._core, approval_id, timeout)
 
@@ -489,12 +399,7 @@ class SessionManager:
         _introspect.reset_failures(self._core, session_id)
 
     def stats(self) -> dict[str, Any]:
-        """Counters for dashboards and health checks (see the README's "Logs and metrics").
-
-        The supervisor's (``live_actors``, ``spawned``, ``passivations``, ``restarts`` ...),
-        checkpoint latencies (``checkpoint_p50_ms``, ``checkpoint_p99_ms``) and the store
-        writer's (``write_batches``, ``writes_committed``, ``largest_batch`` ...).
-        """
+        """Counters for dashboards and health checks (see the README's "Logs and metrics")."""
         return _introspect.stats(self._core)
 
     # ------------------------------------------------------------------ async twins

@@ -72,7 +72,9 @@ class Warm:
 
 @dataclass(frozen=True, slots=True)
 class Passivate:
-    """Release the lease and stop; the state is already durable."""
+    """Release the lease (or hand it to ``to``, another process) and stop; the state is durable."""
+
+    to: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ import structlog
 
 from actors._delta import Delta, StoredHistory
 from actors._documents import json_state_dict
+from actors._handoff import hand_over
 from actors._mailbox import QuickActor
 from actors._messages import (
     ActorGone,
@@ -150,8 +151,8 @@ class SessionActor(QuickActor):
             case Adopt(lease=lease):
                 self._adopt_created(lease)
                 return None
-            case Passivate():
-                return self._passivate()
+            case Passivate(to=to):
+                return self._passivate(to)
             case UseRuntime() | DiscardRuntime() | RunInActor():
                 return self._runtime_slot.receive(message, self._runtime_state)
             case _:
@@ -472,14 +473,17 @@ class SessionActor(QuickActor):
             self._leave(to_status)
         return version
 
-    def _passivate(self) -> None:
+    def _passivate(self, to: str | None = None) -> None:
         state = self._state
         self._gone = True
         self._runtime_slot.close("passivated")  # before the lease goes to another owner
         if state is not None:
             db = self._settings.db
             try:
-                db.store.release_lease(self.session_id, self._settings.instance_id, state.epoch)
+                if to is None:
+                    db.store.release_lease(self.session_id, self._settings.instance_id, state.epoch)
+                else:
+                    hand_over(self._settings, self.session_id, state.epoch, to)
             except SessionSupervisorError as error:
                 # The lease lapses by itself; nothing acknowledged depends on this write.
                 self._log.warning("lease.release_failed", error=str(error))

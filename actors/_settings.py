@@ -22,6 +22,8 @@ from persistence import Database, InvalidArgument
 #: The shortest time between two ticks of the manager's ticker (``cleanup_interval``, a
 #: third of ``lease_ttl``): shorter would be a busy loop.
 MIN_TICK_SECONDS = 0.01
+#: Seconds a call on a session another live process owns waits for it to be handed over.
+DEFAULT_HANDOFF_WAIT = 2.0
 
 
 class ManagerOptions(TypedDict, total=False):
@@ -49,6 +51,7 @@ class ManagerOptions(TypedDict, total=False):
     autostart: bool
     retention: Duration | None
     history_check: str
+    handoff_wait: Duration
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,8 @@ class Options:
     #: Completed and expired sessions older than this are purged by the sweep (None: kept).
     retention: timedelta | None = None
     history_check: str = "sampled"
+    #: Seconds a call waits for another process to hand over a session it owns (0: none).
+    handoff_wait: float = DEFAULT_HANDOFF_WAIT
 
 
 def check_options(
@@ -97,6 +102,7 @@ def check_options(
     autostart: Any = True,
     retention: Any = None,
     history_check: Any = "sampled",
+    handoff_wait: Any = DEFAULT_HANDOFF_WAIT,
 ) -> Options:
     """Check every setting of a manager, before anything is opened or started.
 
@@ -136,7 +142,13 @@ def check_options(
         autostart=autostart,
         retention=None if retention is None else require_duration("retention", retention),
         history_check=_require_history_check(history_check),
+        handoff_wait=_require_handoff_wait(handoff_wait),
     )
+
+
+def _require_handoff_wait(value: Any) -> float:
+    """Seconds (or a ``timedelta``) a call waits for a hand-off; ``0`` turns it off."""
+    return require_duration("handoff_wait", value, allow_zero=True).total_seconds()
 
 
 def _require_history_check(value: Any) -> str:
@@ -170,6 +182,7 @@ class Settings:
     cleanup_interval: float = 60.0
     retention: timedelta | None = None
     history_check: str = "sampled"
+    handoff_wait: float = DEFAULT_HANDOFF_WAIT
 
     @classmethod
     def of(cls, db: Database, options: Options) -> Settings:
@@ -193,6 +206,7 @@ class Settings:
             cleanup_interval=options.cleanup_interval,
             retention=options.retention,
             history_check=options.history_check,
+            handoff_wait=options.handoff_wait,
         )
 
     def now(self) -> datetime:

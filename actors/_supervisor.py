@@ -57,6 +57,10 @@ class SupervisorStats:
     sweeps_skipped: int = 0
     #: Completed and expired sessions deleted for being older than ``retention``.
     sessions_purged: int = 0
+    #: Sessions handed over to another process that asked for them.
+    handoffs: int = 0
+    #: Hand-offs refused because a unit of work held the session.
+    handoffs_refused: int = 0
 
 
 @dataclass
@@ -151,7 +155,7 @@ class SessionSupervisor(QuickActor):
             if self._passivate(session_id):
                 excess -= 1
 
-    def _passivate(self, session_id: str) -> bool:
+    def _passivate(self, session_id: str, to: str | None = None) -> bool:
         """Stop an idle actor (its state is durable); ``False`` if a unit of work holds it.
 
         The work lock is held while the stop is queued: a unit of work that was about to
@@ -162,7 +166,7 @@ class SessionSupervisor(QuickActor):
             return False
         try:
             del self._live[session_id]
-            entry.ref.tell(Passivate())
+            entry.ref.tell(Passivate(to))
             self._stopping[session_id] = entry.ref.stop(block=False)
         finally:
             entry.work_lock.release()
@@ -380,6 +384,22 @@ class SessionSupervisor(QuickActor):
             self._stats.leases_lost += 1
             self._retire(session_id)
         return len(epochs) - len(lost)
+
+    def hand_off(self, session_id: str, to: str) -> str:
+        """Another process (``to``) asks for a session: passivate it, handing it the lease.
+
+        Returns:
+            ``"handed"`` (the actor hands the lease over as it stops), ``"refused"`` (a
+            unit of work holds the session) or ``"absent"`` (no live actor here).
+        """
+        if session_id not in self._live:
+            return "absent"
+        if not self._passivate(session_id, to):
+            self._stats.handoffs_refused += 1
+            log.info("handoff.refused", session_id=session_id, to=to, reason="unit_of_work")
+            return "refused"
+        self._stats.handoffs += 1
+        return "handed"
 
     # ------------------------------------------------------------------ introspection
 

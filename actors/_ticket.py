@@ -45,6 +45,15 @@ class CallTicket:
             self._state = _STARTED
             return True
 
+    def requeue(self) -> None:
+        """Make a message whose handling was refused before it changed anything pending again.
+
+        A call that retries after a hand-off sends the same message once more: as before,
+        the caller may withdraw it while it waits in the inbox.
+        """
+        with _TRANSITION:
+            self._state = _PENDING
+
     def withdraw(self) -> bool:
         """Give up on a message not started yet; ``False`` if it already started."""
         with _TRANSITION:

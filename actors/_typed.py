@@ -199,7 +199,11 @@ def delete(core: Core, session_id: str) -> None:
     core.check_open()
     session_id = require_str("session_id", session_id)
     core.supervisor.remove(session_id).get(timeout=core.settings.call_timeout)
-    if not core.store().delete_session(session_id, core.instance_id, core.now()):
+    store = core.store()
+    deleted = core.with_handoff(
+        session_id, lambda: store.delete_session(session_id, core.instance_id, core.now())
+    )
+    if not deleted:
         raise SessionNotFound(session_id)
     log.info("session.deleted", session_id=session_id)
 

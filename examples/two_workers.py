@@ -58,7 +58,9 @@ def run_worker(name: str, url: str, mine: list[str], everyone: list[str]) -> int
         stop.set()
 
     threading.Thread(target=wait_for_end_of_stdin, daemon=True).start()
-    manager = create_session_manager(url, instance_id=name, lease_ttl=LEASE_TTL)
+    # No hand-off on demand (handoff_wait=0): this demo shows what leases alone do when a
+    # worker dies; examples/several_workers.py shows live workers handing sessions over.
+    manager = create_session_manager(url, instance_id=name, lease_ttl=LEASE_TTL, handoff_wait=0)
     steps: dict[str, int] = {}
     histories: dict[str, list[dict[str, Any]]] = {}
 

@@ -171,3 +171,17 @@ class StoreMetaRow(Base):
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str | None] = mapped_column(String(255))
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class HandoffRequestRow(Base):
+    """A process asking the owner of a session to hand it over (see migration 0004)."""
+
+    __tablename__ = "session_handoffs"
+    __table_args__ = (Index("ix_session_handoffs_owner", "owner"),)
+
+    session_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    #: The owner asked to hand the session over.
+    owner: Mapped[str] = mapped_column(String(64))
+    #: The process that asked, which gets the lease.
+    requested_by: Mapped[str] = mapped_column(String(64))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime())

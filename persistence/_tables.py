@@ -14,6 +14,7 @@ from sqlalchemy import Table
 from persistence._models import (
     ActiveConnectionRow,
     ApprovalRequestRow,
+    HandoffRequestRow,
     SessionMessageRow,
     SessionRow,
     SessionStateRow,
@@ -27,6 +28,7 @@ messages = cast("Table", SessionMessageRow.__table__)
 approvals = cast("Table", ApprovalRequestRow.__table__)
 connections = cast("Table", ActiveConnectionRow.__table__)
 store_meta = cast("Table", StoreMetaRow.__table__)
+handoffs = cast("Table", HandoffRequestRow.__table__)
 
 #: A state row, in the order of :class:`StateRecord`'s fields.
 STATE_COLUMNS = (

@@ -277,13 +277,30 @@ class TestLifecycle:
         assert result.exit_code == ExitCode.NOT_FOUND
         assert "does not exist" in result.stderr
 
-    def test_session_owned_by_a_live_worker_exits_5(
+    def test_a_live_worker_hands_the_session_over(
         self, db_url: str, make_manager: ManagerFactory
     ) -> None:
-        """While a running manager holds the lease the CLI refuses, and changes nothing."""
+        """A running manager holding the lease hands it over on request: the change is made."""
         worker = make_manager(clock=ManualClock(datetime.now(UTC)), instance_id="worker-1")
         session_id = worker.create_session("copilot", {})
         result = run(db_url, "suspend", session_id)
+        assert result.exit_code == 0, result.output
+        assert worker.info(session_id)["status"] == "suspended"
+        assert worker.live_sessions() == []
+        assert worker.resume_session(session_id) is True  # and takes it back on its next use
+
+    def test_session_held_by_a_unit_of_work_exits_5(
+        self, db_url: str, make_manager: ManagerFactory
+    ) -> None:
+        """While a worker's unit of work holds the session the CLI refuses, and changes nothing."""
+        worker = make_manager(
+            clock=ManualClock(datetime.now(UTC)),
+            instance_id="worker-1",
+            runtime_factory=lambda state: object(),
+        )
+        session_id = worker.create_session("copilot", {})
+        with worker.unit_of_work(session_id, checkpoint=False):
+            result = run(db_url, "suspend", session_id)
         assert result.exit_code == ExitCode.BUSY
         assert "worker-1" in result.stderr
         assert worker.info(session_id)["status"] == "active"
@@ -317,14 +334,26 @@ class TestDelete:
         assert result.exit_code == ExitCode.NOT_FOUND
         assert "Delete" not in result.output
 
-    def test_owned_by_a_live_worker_exits_5(
+    def test_held_by_a_unit_of_work_exits_5(
         self, db_url: str, make_manager: ManagerFactory
     ) -> None:
-        """A session a running manager holds is not deleted under it."""
+        """A session a running manager's unit of work holds is not deleted under it."""
+        worker = make_manager(
+            clock=ManualClock(datetime.now(UTC)), runtime_factory=lambda state: object()
+        )
+        session_id = worker.create_session("copilot", {})
+        with worker.unit_of_work(session_id, checkpoint=False):
+            assert run(db_url, "delete", session_id, "--yes").exit_code == ExitCode.BUSY
+        assert worker.info(session_id)["status"] == "active"
+
+    def test_a_live_worker_hands_the_session_over_to_be_deleted(
+        self, db_url: str, make_manager: ManagerFactory
+    ) -> None:
+        """A session a running manager holds idle is handed over, then deleted."""
         worker = make_manager(clock=ManualClock(datetime.now(UTC)))
         session_id = worker.create_session("copilot", {})
-        assert run(db_url, "delete", session_id, "--yes").exit_code == ExitCode.BUSY
-        assert worker.info(session_id)["status"] == "active"
+        assert run(db_url, "delete", session_id, "--yes").exit_code == 0
+        assert worker.get_session_info(session_id) is None
 
 
 class TestPurge:

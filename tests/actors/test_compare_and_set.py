@@ -153,7 +153,7 @@ class TestCompareAndSet:
         epoch = manager.database.store.state(sid).epoch  # type: ignore[union-attr]
         for _ in range(5):
             clock.advance(seconds=11)
-            manager._supervisor.renew_leases().get(timeout=10)
+            manager._core.supervisor.renew_leases().get(timeout=10)
         state = manager.database.store.state(sid)
         assert state is not None
         assert state.lease_expires_at == clock() + manager._core.settings.lease_ttl

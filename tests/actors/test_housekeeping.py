@@ -84,7 +84,7 @@ class TestStartStop:
         assert _tickers() == before
         session_id = manager.create_session("copilot", {})
         clock.advance(hours=25)
-        manager._tick()  # a tick by hand renews leases but does not sweep before start()
+        manager._core.housekeeping.tick()  # renews leases; no sweep before start()
         assert manager.info(session_id)["status"] == "active"
         assert manager.sweep()["sessions_expired"] == 1
         other = manager.create_session("copilot", {})
@@ -117,14 +117,14 @@ class TestStartStop:
         clock.advance(hours=25)
         sweeps = manager.stats()["sweeps"]
         for _ in range(3):
-            manager._tick()
+            manager._core.housekeeping.tick()
         assert manager.stats()["sweeps"] == sweeps
         assert manager.info(session_id)["status"] == "active"
 
     def test_close_stops_the_ticker_promptly(self, make_manager: ManagerFactory) -> None:
         """With an hour between ticks, close() does not wait for the next one."""
         manager = make_manager(cleanup_interval=3600, lease_ttl=timedelta(hours=3))
-        thread = manager._ticker._thread
+        thread = manager._core.housekeeping.ticker._thread
         assert thread.is_alive()
         started = time.monotonic()
         manager.close()

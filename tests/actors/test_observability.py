@@ -94,7 +94,8 @@ class TestManagerStats:
         self, make_manager: ManagerFactory, clock: ManualClock
     ) -> None:
         """A session whose owner's lease lapsed is taken over: counted on both sides."""
-        first = make_manager(instance_id="first")
+        # The stale owner does not ask for it back (handoff_wait=0): its save is refused.
+        first = make_manager(instance_id="first", handoff_wait=0)
         second = make_manager(instance_id="second")
         session_id = first.create_session("copilot", {})
         clock.advance(minutes=5)  # the first owner stopped renewing (as if it crashed)

@@ -42,9 +42,10 @@ DURATIONS = (
     "restart_backoff",
     "restart_backoff_max",
     "sqlite_busy_timeout",
+    "handoff_wait",
 )
-#: Durations for which zero means something ("no delay").
-ZERO_OK = ("restart_backoff", "restart_backoff_max")
+#: Durations for which zero means something ("no delay", "never ask for a hand-off").
+ZERO_OK = ("restart_backoff", "restart_backoff_max", "handoff_wait")
 #: Durations for which infinity means something ("never").
 NEVER_OK = ("session_ttl", "idle_timeout")
 
@@ -104,6 +105,7 @@ def _accepted() -> list[tuple[str, Any]]:
         ("restart_backoff", CENTURY),
         ("restart_backoff_max", timedelta(0)),
         ("restart_backoff_max", CENTURY),
+        ("handoff_wait", 0),
         ("sqlite_busy_timeout", 86_400),
         ("instance_id", "w" * 64),
         ("instance_id", "worker 7 / zürich"),
@@ -168,7 +170,7 @@ class TestAccepted:
         with create_session_manager(
             f"sqlite:///{tmp_path / 's.db'}", clock=clock, **{name: value}
         ) as manager:
-            assert manager._ticker.interval >= MIN_TICK_SECONDS
+            assert manager._core.housekeeping.ticker.interval >= MIN_TICK_SECONDS
             sid = manager.create_session("copilot", {})
             assert manager.save_session_state(sid, history(2), {"k": 1}, "planning", 1)
             assert manager.suspend_session(sid)
@@ -198,7 +200,7 @@ class TestAccepted:
     def test_smallest_intervals_do_not_busy_loop(self, make_manager: ManagerFactory) -> None:
         """The fastest ticker accepted ticks every 10 ms, not in a tight loop."""
         manager = make_manager(cleanup_interval=MIN_TICK_SECONDS, lease_ttl=3 * MIN_TICK_SECONDS)
-        assert manager._ticker.interval == pytest.approx(MIN_TICK_SECONDS)
+        assert manager._core.housekeeping.ticker.interval == pytest.approx(MIN_TICK_SECONDS)
 
 
 class TestNever:
@@ -259,7 +261,7 @@ class TestBackoff:
         for _ in range(20):
             manager.live(sid)  # a use restarts a crashed session at once
             crash(sid)
-        failures = manager._supervisor.failures(sid).get(timeout=TIMEOUT)
+        failures = manager._core.supervisor.failures(sid).get(timeout=TIMEOUT)
         assert failures["recent_crashes"] == 20
         assert failures["restart_at"] == clock() + CENTURY
         assert manager.live(sid).status == "active"

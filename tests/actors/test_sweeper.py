@@ -34,7 +34,7 @@ def _periodic_sweeps(managers: list[SessionManager]) -> list[dict[str, int]]:
 
     def sweep(manager: SessionManager) -> dict[str, int]:
         start.wait(TIMEOUT)
-        result: dict[str, int] = manager._supervisor.sweep(periodic=True).get(timeout=TIMEOUT)
+        result: dict[str, int] = manager._core.supervisor.sweep(periodic=True).get(timeout=TIMEOUT)
         return result
 
     with ThreadPoolExecutor(len(managers)) as pool:

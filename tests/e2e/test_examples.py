@@ -162,6 +162,27 @@ class TestExamples:
         )
         assert "session.crashed" in done.stderr
 
+    def test_several_workers_hand_sessions_over(self, tmp_path: Path) -> None:
+        """Four forked workers, each with its manager from its startup hook; nothing lost."""
+        done = run_example("several_workers.py", tmp_path, "--seconds", "3")
+        assert_lines(
+            done.stdout,
+            "created 24 sessions; forking 4 workers",
+            "executor: ",
+            "hand-offs: ",
+            "no acknowledged step lost",
+        )
+        assert re.search(r"worker-1: \d+ steps", done.stdout)
+        assert re.search(r"worker-[234]: .*\d+ writes", done.stdout)
+
+    @pytest.mark.postgres
+    def test_several_workers_on_postgresql(self, tmp_path: Path, pg_url: str) -> None:
+        """The same on PostgreSQL, where the doorbell is LISTEN/NOTIFY."""
+        done = run_example(
+            "several_workers.py", tmp_path, "--seconds", "3", "--database-url", pg_url
+        )
+        assert_lines(done.stdout, "executor: ", "hand-offs: ", "no acknowledged step lost")
+
     def test_examples_leave_no_files_behind(self, tmp_path: Path) -> None:
         """Without --database-url, an example's SQLite file is temporary and removed."""
         run_example("crash_resume.py", tmp_path)

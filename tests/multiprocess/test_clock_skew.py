@@ -35,7 +35,8 @@ def skewed():
 persistence._clock.system_now = skewed  # this machine's clock runs ahead, as the manager's
 url, session_id = sys.argv[1], sys.argv[2]
 result = {}
-with create_session_manager(url, clock=skewed, instance_id="ahead", autostart=False) as b:
+opts = dict(clock=skewed, instance_id="ahead", autostart=False, handoff_wait=0)
+with create_session_manager(url, **opts) as b:  # a take, not a hand-off on demand
     try:
         b.checkpoint(session_id, [{"role": "user", "content": "taken"}], {}, "taken", 9)
         result["take"] = "taken"

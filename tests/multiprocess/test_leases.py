@@ -38,7 +38,7 @@ TIMEOUT = 10
 
 def _renew(manager: SessionManager) -> int:
     """One renewal pass of the manager's supervisor (what its ticker does every ttl/3)."""
-    renewed: int = manager._supervisor.renew_leases().get(timeout=TIMEOUT)
+    renewed: int = manager._core.supervisor.renew_leases().get(timeout=TIMEOUT)
     return renewed
 
 
@@ -50,9 +50,13 @@ def _state(database: Database, session_id: str) -> StateRecord:
 
 @pytest.fixture
 def pair(any_db_url: str, make_manager: ManagerFactory) -> tuple[SessionManager, SessionManager]:
-    """Managers ``a`` and ``b`` on one database (SQLite file or PostgreSQL)."""
-    first = make_manager(database_url=any_db_url, instance_id="a", lease_ttl=LEASE)
-    second = make_manager(database_url=any_db_url, instance_id="b", lease_ttl=LEASE)
+    """Managers ``a`` and ``b`` on one database (SQLite file or PostgreSQL).
+
+    Neither asks the other for a session (``handoff_wait=0``): these tests are about the
+    leases themselves; ``test_handoff.py`` covers the hand-off on demand.
+    """
+    first = make_manager(database_url=any_db_url, instance_id="a", lease_ttl=LEASE, handoff_wait=0)
+    second = make_manager(database_url=any_db_url, instance_id="b", lease_ttl=LEASE, handoff_wait=0)
     return first, second
 
 
@@ -187,7 +191,7 @@ class TestTakeover:
         a = make_manager(
             database_url=any_db_url, instance_id="a", idle_timeout=timedelta(minutes=1)
         )
-        b = make_manager(database_url=any_db_url, instance_id="b")
+        b = make_manager(database_url=any_db_url, instance_id="b", handoff_wait=0)
         idle, busy = a.create_session("copilot", {}), a.create_session("copilot", {})
         for _ in range(6):  # two idle minutes, the owner renewing as its ticker does
             clock.advance(seconds=20)
@@ -213,7 +217,7 @@ class TestTicker:
         session_id = a.create_session("copilot", {})
         for _ in range(3):  # 60 s: twice the lease
             clock.advance(seconds=20)
-            a._tick()  # tells the supervisor; the ask below waits until it has done it
+            a._core.housekeeping.tick()  # the ask below waits until it is done
             assert a.live_sessions() == [session_id]
         assert b.save_session_state(session_id, history(1), {}, "b") is False
         assert a.save_session_state(session_id, history(1), {}, "a")

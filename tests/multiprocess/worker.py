@@ -74,6 +74,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--continuous", action="store_true")
     parser.add_argument("--pace", type=float, default=0.01, help="seconds between rounds")
     parser.add_argument("--take-timeout", type=float, default=20.0)
+    # Off by default: these workers show the leases themselves (see test_handoff.py).
+    parser.add_argument("--handoff-wait", type=float, default=0.0)
     return parser.parse_args(argv)
 
 
@@ -207,6 +209,7 @@ def main(argv: list[str]) -> int:
         instance_id=args.instance,
         lease_ttl=timedelta(seconds=args.lease_ttl),
         call_timeout=15.0,
+        handoff_wait=args.handoff_wait,
     )
     events.emit("ready", instance=args.instance, pid_sessions=len(ids))
     try:

@@ -33,7 +33,7 @@ def supervised(make_manager: ManagerFactory) -> SessionManager:
 
 
 def _failures(manager: SessionManager, session_id: str) -> dict[str, Any]:
-    result: dict[str, Any] = manager._supervisor.failures(session_id).get(timeout=TIMEOUT)
+    result: dict[str, Any] = manager._core.supervisor.failures(session_id).get(timeout=TIMEOUT)
     return result
 
 
