@@ -85,10 +85,14 @@ class SessionManager:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        """Run the periodic cleanup (from creation already, unless ``autostart=False``)."""
+        """Run the periodic cleanup (from creation already, unless ``autostart=False``).
+
+        Also starts the async twins' threads, off the loop (see ``__aenter__``).
+        """
         self._core.check_open()
         if self._core.housekeeping.start():
             log.info("manager.started", cleanup_interval=self._core.cleanup_interval)
+        await self._core.async_pool.start()
 
     async def stop(self) -> None:
         """Pause the periodic cleanup (sessions stay live, leases renewed; see :meth:`close`)."""
@@ -114,6 +118,8 @@ class SessionManager:
         self.close()
 
     async def __aenter__(self) -> Self:
+        # The twins' threads start here, off the loop, not on its thread at the first call.
+        await self._core.async_pool.start()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

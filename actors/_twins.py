@@ -44,6 +44,15 @@ class AsyncPool:
                 _start_workers(self._pool)
             return self._pool
 
+    async def start(self) -> None:
+        """Start the pool's threads now, waiting off the loop (they take milliseconds).
+
+        Otherwise the first twin call starts them on the loop's thread, stalling it once.
+        """
+        self._check_open()
+        if self._pool is None:
+            await asyncio.to_thread(self._executor)
+
     async def run(self, call: Callable[[], T]) -> T:
         """Run ``call`` on the pool and wait for it without blocking the running loop."""
         self._check_open()

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import inspect
 import textwrap
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mypy import api as mypy_api
 
-from actors import SessionManager, UserScope
+from actors import SessionManager, UserScope, _twins
 from tests.conftest import ManagerFactory, history
 
 #: Public sync methods that need no twin: they neither wait on an actor nor on the store.
@@ -114,3 +116,38 @@ class TestTwinsAreTyped:
         assert 'Unexpected keyword argument "bogus"' in out
         assert 'incompatible type "int"; expected "str"' in out
         assert "Too few arguments" in out
+
+
+class TestPoolStartsOffTheLoop:
+    """``async with manager`` and ``await manager.start()`` start the twins' threads off the loop.
+
+    Started by the first twin call instead, the 32 threads start on the loop's own thread
+    and stall it for milliseconds (``examples/async_service.py`` measured 10-12 ms).
+    """
+
+    @pytest.mark.parametrize("entry", ["async_with", "start"])
+    def test_threads_start_in_another_thread(
+        self, manager: SessionManager, monkeypatch: pytest.MonkeyPatch, entry: str
+    ) -> None:
+        """The pool's threads are started before the first call, not by the loop's thread."""
+        started_by: list[str] = []
+        original = _twins._start_workers
+
+        def recording(pool: Any) -> None:
+            started_by.append(threading.current_thread().name)
+            original(pool)
+
+        monkeypatch.setattr(_twins, "_start_workers", recording)
+
+        async def enter() -> str:
+            if entry == "start":
+                await manager.start()
+            else:
+                await manager.__aenter__()
+            assert started_by, "the pool was not started on entry"
+            await manager.ainfo(manager.create("copilot", {}))
+            return threading.current_thread().name
+
+        loop_thread = asyncio.run(enter())
+        assert len(started_by) == 1
+        assert started_by[0] != loop_thread
