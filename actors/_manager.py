@@ -138,16 +138,11 @@ class SessionManager:
         return _typed.create(self._core, mode, config, user_id, name, session_id)
 
     def save_session_state(  # noqa: PLR0917
-        self,
-        session_id: str,
-        conversation_history: list[dict[str, Any]],
-        context_variables: dict[str, Any] | None = None,
-        current_phase: str | None = None,
-        current_step: int | None = None,
-        plan_data: dict[str, Any] | None = None,
-        *,
-        expected_version: int | None = None,
-    ) -> bool:
+        self, session_id: str, conversation_history: list[dict[str, Any]],
+        context_variables: dict[str, Any] | None = None, current_phase: str | None = None,
+        current_step: int | None = None, plan_data: dict[str, Any] | None = None,
+        *, expected_version: int | None = None,
+    ) -> bool:  # fmt: skip
         """Save session state; ``True`` once committed, ``False`` otherwise (logged).
 
         Arguments left out (or ``None``) keep their stored values, but ``current_step``;
@@ -225,17 +220,11 @@ class SessionManager:
         return _typed.create(self._core, mode, config, user_id, name, session_id)
 
     def checkpoint(  # noqa: PLR0917
-        self,
-        session_id: str,
-        conversation_history: list[dict[str, Any]],
-        context_variables: dict[str, Any] | None = None,
-        current_phase: str | None = None,
-        current_step: int | None = None,
-        plan_data: dict[str, Any] | None = _typed.MISSING,
-        *,
-        history_rewritten: bool | None = None,
-        expected_version: int | None = None,
-    ) -> int:
+        self, session_id: str, conversation_history: list[dict[str, Any]],
+        context_variables: dict[str, Any] | None = None, current_phase: str | None = None,
+        current_step: int | None = None, plan_data: dict[str, Any] | None = _typed.MISSING,
+        *, history_rewritten: bool | None = None, expected_version: int | None = None,
+    ) -> int:  # fmt: skip
         """Durably save a session's state; return its new version (on any error: nothing).
 
         Only the change is written (see "What a save detects" in the README; after an

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from actors._ticket import CallTicket
-    from persistence import Lease, MessageRow
+    from persistence import Lease, MessageRow, StateRecord
 
 
 class ActorGone(Exception):
@@ -93,3 +93,16 @@ class LiveState:
     message_count: int
     current_phase: str
     current_step: int | None
+
+    @classmethod
+    def of(cls, session_id: str, state: StateRecord) -> LiveState:
+        """What an actor holding ``state`` reports."""
+        return cls(
+            session_id=session_id,
+            status=state.status,
+            version=state.version,
+            epoch=state.epoch,
+            message_count=state.message_count,
+            current_phase=state.current_phase,
+            current_step=state.current_step,
+        )

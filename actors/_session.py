@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pykka
@@ -24,10 +25,17 @@ from actors._messages import (
     Warm,
 )
 from actors._runtime import DiscardRuntime, RunInActor, RuntimeSlot, UseRuntime
+from actors._session_save import (
+    TRANSITIONS,
+    apply_checkpoint,
+    apply_transition,
+    build_checkpoint,
+    plan_append,
+    plan_save,
+)
 from actors._snapshot import snapshot_save
 from actors._ticket import CallTicket, Withdrawn
 from persistence import (
-    Checkpoint,
     InvalidTransition,
     Lease,
     SessionNotFound,
@@ -36,22 +44,12 @@ from persistence import (
     StaleSession,
     StateRecord,
     StoreUnavailable,
-    encode_message,
 )
-from persistence._json import unreadable
 
 if TYPE_CHECKING:
     from actors._settings import Settings
 
 log = structlog.get_logger("actors.session")
-
-# action -> (statuses it may start from, status it leads to, release the lease, event)
-TRANSITIONS: dict[str, tuple[tuple[str, ...], str, bool, str]] = {
-    "suspend": (("active",), "suspended", False, "session.suspended"),
-    "resume": (("suspended",), "active", False, "session.resumed"),
-    "complete": (("active", "suspended"), "completed", True, "session.completed"),
-    "expire": (("active",), "expired", True, "session.expired"),
-}
 
 
 class SessionActor(QuickActor):
@@ -284,16 +282,7 @@ class SessionActor(QuickActor):
         return json_state_dict(document)
 
     def _describe(self) -> LiveState:
-        state = self._loaded()
-        return LiveState(
-            session_id=self.session_id,
-            status=state.status,
-            version=state.version,
-            epoch=state.epoch,
-            message_count=state.message_count,
-            current_phase=state.current_phase,
-            current_step=state.current_step,
-        )
+        return LiveState.of(self.session_id, self._loaded())
 
     # ------------------------------------------------------------------ save
 
@@ -326,45 +315,23 @@ class SessionActor(QuickActor):
         state = self._current("save")
         if state.status != "active":
             raise InvalidTransition(self.session_id, state.status, "save")
-        history = save.history
-        try:
-            delta = self._history.plan(
-                history,
-                save.rewritten,
-                self._settings.max_message_bytes,
-                pre_encoded=None if save.encoded is None else (save.encoded_from, save.encoded),
-            )
-        except SessionSupervisorError:
-            raise
-        except Exception as exc:
-            # The caller's own objects raised (a message whose items() fails): bad input,
-            # refused like any other, not a crash of this actor.
-            raise unreadable("conversation_history", exc) from exc
+        delta = plan_save(self._history, save, self._settings.max_message_bytes)
         version = self._write(save, delta, save.expected_version)
-        self._history.applied(delta, history)
+        self._history.applied(delta, save.history)
         if delta.kind == "rewrite":
-            self._log.info("session.history_rewritten", messages=len(history), first=delta.first)
+            self._log.info(
+                "session.history_rewritten", messages=len(save.history), first=delta.first
+            )
         return version
 
     def _append(self, append: Append) -> int:
         state = self._current("save")
         if state.status != "active":
             raise InvalidTransition(self.session_id, state.status, "save")
-        known = self._history.count
         limit = self._settings.max_message_bytes
-        try:
-            rows = [
-                encode_message(message, f"messages[{offset}]", limit)
-                for offset, message in enumerate(append.messages)
-            ]
-        except SessionSupervisorError:
-            raise
-        except Exception as exc:
-            raise unreadable("messages", exc) from exc
-        step = state.current_step if append.step is None else append.step
-        save = Save([], append.context_json, append.phase, step, None, False)
-        version = self._write(save, Delta("append", known, rows), None)
-        self._history.appended(rows)
+        save, delta = plan_append(append, state, self._history.count, limit)
+        version = self._write(save, delta, None)
+        self._history.appended(delta.rows)
         return version
 
     def _write(self, save: Save, delta: Delta, expected_version: int | None) -> int:
@@ -376,32 +343,26 @@ class SessionActor(QuickActor):
         """
         state = self._state
         assert state is not None  # noqa: S101 - loaded by the caller
-        settings = self._settings
-        now = settings.now()
-        # Left out by the caller: the stored value, which this actor (the owner) holds.
-        context_json = state.context_json if save.context_json is None else save.context_json
-        phase = state.current_phase if save.phase is None else save.phase
-        base = self._history.base
-        window_start = base + delta.dropped
-        checkpoint = Checkpoint(
-            session_id=self.session_id,
-            epoch=state.epoch,
-            expected_version=state.version if expected_version is None else expected_version,
-            context_json=context_json,
-            plan_json=save.plan_json,
-            set_plan=save.set_plan,
-            phase=phase,
-            step=save.step,
-            now=now,
-            expires_at=settings.expiry(now),
-            first_seq=window_start + delta.first,
-            new_messages=delta.rows,
-            rewrite_from=window_start + delta.first if delta.rewrite else None,
-            drop_before=window_start if delta.dropped else None,
-            window_start=window_start,
+        request = (save, delta, self._history.base)
+        checkpoint = build_checkpoint(
+            self.session_id, state, self._settings, request, expected_version
         )
+        store = self._settings.db.store
+        version = self._fenced(lambda: store.checkpoint(checkpoint, self._timeout()))
+        logged = apply_checkpoint(state, checkpoint, version)
+        self._log.debug(
+            "session.checkpointed",
+            **logged,
+            shape=delta.kind,
+            new_messages=len(delta.rows),
+            dropped=delta.dropped,
+        )
+        return version
+
+    def _fenced(self, write: Callable[[], int]) -> int:
+        """Run a fenced write; on a refusal, bring the held state in line with the database."""
         try:
-            version = settings.db.store.checkpoint(checkpoint, self._timeout())
+            return write()
         except SessionOwnedElsewhere as error:
             self._lost_lease(error.owner)
             raise
@@ -411,26 +372,6 @@ class SessionActor(QuickActor):
         except StoreUnavailable:
             self._uncertain = True
             raise
-        phase_changed = phase != state.current_phase
-        state.version = version
-        state.message_count = checkpoint.message_count
-        state.context_json = context_json
-        if save.set_plan:
-            state.plan_json = save.plan_json
-        state.current_phase = phase
-        state.current_step = save.step
-        state.updated_at = now
-        state.expires_at = checkpoint.expires_at
-        self._log.debug(
-            "session.checkpointed",
-            phase=phase,
-            phase_changed=phase_changed,
-            version=version,
-            shape=delta.kind,
-            new_messages=len(delta.rows),
-            dropped=delta.dropped,
-        )
-        return version
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -442,32 +383,16 @@ class SessionActor(QuickActor):
         settings = self._settings
         now = settings.now()
         expires_at = settings.expiry(now) if to_status == "active" else None
-        try:
-            version = settings.db.store.transition(
-                self.session_id,
-                state.epoch,
-                state.version,
-                from_statuses,
-                to_status,
-                action,
-                now,
-                expires_at,
-                release,
-                self._timeout(),
-            )
-        except SessionOwnedElsewhere as error:
-            self._lost_lease(error.owner)
-            raise
-        except (StaleSession, InvalidTransition):
-            self._refresh()
-            raise
-        except StoreUnavailable:
-            self._uncertain = True
-            raise
-        state.status = to_status
-        state.version = version
-        state.updated_at = now
-        state.expires_at = expires_at
+        store = settings.db.store
+
+        def write() -> int:
+            return store.transition(
+                self.session_id, state.epoch, state.version, from_statuses, to_status,
+                action, now, expires_at, release, self._timeout(),
+            )  # fmt: skip
+
+        version = self._fenced(write)
+        apply_transition(state, to_status, version, now, expires_at)
         self._log.info(event, version=version)
         if release:
             self._leave(to_status)
