@@ -21,12 +21,14 @@ from sqlalchemy import Connection, Table, delete, insert, or_, select, update
 from persistence._admin import purge_op
 from persistence._clock import judged_now
 from persistence._records import SweepCounts
-from persistence._tables import approvals, connections, sessions, states, store_meta
+from persistence._tables import approvals, connections, handoffs, sessions, states, store_meta
 
 #: Rows of each kind one batch of the sweep changes at most.
 SWEEP_BATCH = 500
 #: The statuses the retention purges.
 RETIRED_STATUSES = ("completed", "expired")
+#: How old a hand-off request the sweep drops: far past any requester's wait.
+STALE_HANDOFF = timedelta(minutes=10)
 _SWEEP_KEY = "sweep"
 
 
@@ -105,6 +107,9 @@ def sweep_batch(
     def stale(t: Any) -> list[Any]:
         return [t.c.last_heartbeat < connection_cutoff]
 
+    def old(t: Any) -> list[Any]:
+        return [t.c.requested_at < now - STALE_HANDOFF]
+
     def op(connection: Connection) -> tuple[SweepCounts, bool]:
         # Expiry is judged by the server's clock on PostgreSQL (see persistence._clock).
         judged = judged_now(connection.dialect.name, now)
@@ -158,11 +163,21 @@ def sweep_batch(
                 .returning(connections.c.task_id)
             ).all()
         )
+        # A request whose owner died (or whose requester stopped waiting long ago) is never
+        # taken: nobody answers it now, so the sweep drops it.
+        dropped = len(
+            connection.execute(
+                delete(handoffs)
+                .where(handoffs.c.session_id.in_(_picked(handoffs, "session_id", limit, old)))
+                .where(*old(handoffs))
+                .returning(handoffs.c.session_id)
+            ).all()
+        )
         purged: list[str] = []
         if purge_before is not None:
             purged = purge_op(RETIRED_STATUSES, purge_before, now, limit)(connection)
         counts = SweepCounts(expired, approvals_expired, removed, len(purged))
-        full = limit in (len(expired), approvals_expired, removed, len(purged))
+        full = limit in (len(expired), approvals_expired, removed, dropped, len(purged))
         return counts, full
 
     return op

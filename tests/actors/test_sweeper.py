@@ -10,9 +10,11 @@ from typing import Any
 
 import psycopg
 import pytest
+from sqlalchemy import select
 
 from actors import InvalidArgument, ManualClock, SessionManager, SessionNotFound
-from persistence import Database, NewSession, Store
+from persistence import Database, NewSession, Store, _handoff
+from persistence._tables import handoffs
 from tests.conftest import ManagerFactory, history
 
 TIMEOUT = 10.0
@@ -39,6 +41,13 @@ def _periodic_sweeps(managers: list[SessionManager]) -> list[dict[str, int]]:
 
     with ThreadPoolExecutor(len(managers)) as pool:
         return list(pool.map(sweep, managers))
+
+
+def _requested(db: Database) -> list[str]:
+    """The sessions that have a hand-off request waiting."""
+    query = select(handoffs.c.session_id).order_by(handoffs.c.session_id)
+    rows: list[str] = db.store.write(lambda connection: list(connection.scalars(query)))
+    return rows
 
 
 class TestOneSweeper:
@@ -134,6 +143,30 @@ class TestBatches:
                 assert sorted(done["counts"].expired_sessions) == sorted(others)
                 peer.rollback()
             assert store.sweep(later, clock()).expired_sessions == [held]
+        finally:
+            db.close()
+
+
+class TestStaleHandoffRequests:
+    """Hand-off requests nobody will answer (a dead owner) do not pile up."""
+
+    def test_the_sweep_drops_requests_older_than_ten_minutes(
+        self, any_db_url: str, clock: ManualClock
+    ) -> None:
+        """A request to a dead owner goes once 10 minutes old; a fresh one stays for its owner."""
+        db = Database.open(any_db_url)
+        try:
+            store = db.store
+            old, fresh = _add_sessions(store, 2, clock(), timedelta(hours=24))
+            store.write(_handoff.request_op(old, "dead-owner", "requester", clock()))
+            clock.advance(minutes=9)
+            store.write(_handoff.request_op(fresh, "live-owner", "requester", clock()))
+            store.sweep(clock(), clock() - timedelta(minutes=5))
+            assert _requested(db) == sorted([old, fresh])  # 9 minutes: still kept
+            clock.advance(minutes=2)
+            store.sweep(clock(), clock() - timedelta(minutes=5))
+            assert _requested(db) == [fresh]
+            assert store.write(_handoff.take_op("live-owner")) == [(fresh, "requester")]
         finally:
             db.close()
 
