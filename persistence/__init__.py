@@ -4,14 +4,10 @@ This package knows nothing of actors; ``actors`` builds on it.
 """
 
 from persistence._admin import OldestActive, StoreOverview
+from persistence._backend import DEFAULT_APPLICATION_NAME
 from persistence._codec import decode_message, encode_message
 from persistence._database import Database
-from persistence._engine import (
-    DATABASE_URL_ENV,
-    DEFAULT_APPLICATION_NAME,
-    DEFAULT_DATABASE_URL,
-    resolve_url,
-)
+from persistence._engine import DATABASE_URL_ENV, DEFAULT_DATABASE_URL, resolve_url
 from persistence._errors import (
     ApprovalClosed,
     ApprovalNotFound,

@@ -19,6 +19,9 @@ from sqlalchemy import Connection, Dialect, Engine
 
 from persistence._sql import Statement
 
+#: The ``application_name`` of PostgreSQL connections when the host names none.
+DEFAULT_APPLICATION_NAME = "session-supervisor"
+
 #: A driver's connection (``sqlite3.Connection`` or ``psycopg.Connection``) and cursor.
 Driver = Any
 Cursor = Any

@@ -8,7 +8,8 @@ import structlog
 from sqlalchemy import event
 
 from persistence import _fork
-from persistence._engine import DEFAULT_APPLICATION_NAME, open_backend, resolve_url
+from persistence._backend import DEFAULT_APPLICATION_NAME
+from persistence._engine import open_backend, resolve_url
 from persistence._errors import InvalidArgument, SchemaOutdated, SchemaTooNew, StoreUnavailable
 from persistence._reads import ReadPool
 from persistence._store import Store

@@ -13,15 +13,13 @@ from typing import Any
 
 from sqlalchemy.engine import URL, make_url
 
-from persistence._backend import Backend
+from persistence._backend import DEFAULT_APPLICATION_NAME, Backend
 from persistence._errors import InvalidArgument
 from persistence.sqlite import SqliteSynchronous
 
 DEFAULT_DATABASE_URL = "sqlite:///./sessions.db"
 DATABASE_URL_ENV = "SESSIONS_DATABASE_URL"
 SQLITE_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
-#: The ``application_name`` of PostgreSQL connections when the host names none.
-DEFAULT_APPLICATION_NAME = "session-supervisor"
 
 
 def resolve_url(database_url: str | None) -> URL:

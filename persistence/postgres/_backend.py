@@ -19,8 +19,7 @@ import psycopg
 from sqlalchemy import create_engine
 from sqlalchemy.engine import URL
 
-from persistence._backend import Backend
-from persistence._engine import DEFAULT_APPLICATION_NAME
+from persistence._backend import DEFAULT_APPLICATION_NAME, Backend
 from persistence._sql import Statement
 from persistence.postgres._statements import CHECKPOINT_APPEND, CHECKPOINT_SLIDE
 
