@@ -11,6 +11,7 @@ is the oldest that may still run: a process whose code is older refuses to start
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,8 +36,9 @@ def alembic_config() -> Config:
     return config
 
 
+@functools.cache
 def head_revision() -> str | None:
-    """The newest revision the migrations define."""
+    """The newest revision the migrations define (read once: they ship with the code)."""
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
@@ -45,10 +47,11 @@ def current_revision(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
-def known_revisions() -> set[str]:
+@functools.cache
+def known_revisions() -> frozenset[str]:
     """Every revision this code's migrations define (all at or before its head)."""
     scripts = ScriptDirectory.from_config(alembic_config())
-    return {script.revision for script in scripts.walk_revisions()}
+    return frozenset(script.revision for script in scripts.walk_revisions())
 
 
 def check_schema(connection: Connection, *, upgrade_allowed: bool) -> bool:
