@@ -58,9 +58,10 @@ class ManagerClosed(StoreUnavailable):
 class TooManyActors(StoreUnavailable):
     """This process could not start another session actor: the system refused a thread.
 
-    Each live session is an actor on its own thread; the process (or its container) is at
-    its thread limit. Nothing was created or changed. Lower ``max_live`` (idle actors are
-    then passivated sooner) or raise the limit (``ulimit -u``, the container's pids limit).
+    A session actor has a thread while it has queued work; the process (or its container)
+    is at its thread limit. Nothing was created or changed. Lower ``max_live`` (idle actors
+    are then passivated sooner) or raise the limit (``ulimit -u``, the container's pids
+    limit).
     """
 
     def __init__(self, detail: str) -> None:

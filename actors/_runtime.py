@@ -227,6 +227,11 @@ class RuntimeSlot:
         self._built = False
         self._lock = threading.Lock() if work_lock is None else work_lock
 
+    @property
+    def built(self) -> bool:
+        """Whether a runtime is live (built and not closed since)."""
+        return self._built
+
     def receive(self, message: RuntimeMessage, load_state: Callable[[], dict[str, Any]]) -> Any:
         """Handle a runtime message; ``load_state`` returns the last checkpoint's state dict."""
         match message:

@@ -62,8 +62,12 @@ class SessionActor(QuickActor):
     from a rewritten history without reading it (see :mod:`actors._delta`).
 
     The state is loaded lazily, by the first message (or :class:`Warm`), from the last
-    checkpoint, taking the session's lease; so spawning is cheap and never fails.
+    checkpoint, taking the session's lease; so spawning is cheap and never fails. The
+    actor has a thread only while it has queued work (saves from an idle actor's callers
+    run in their own threads): an idle actor without a runtime gives its thread back.
     """
+
+    park_idle_thread = True
 
     def __init__(
         self,
@@ -118,6 +122,10 @@ class SessionActor(QuickActor):
     def on_stop(self) -> None:
         """Close the runtime (passivated, expired, deleted, or the manager closed)."""
         self._runtime_slot.close("stopped")
+
+    def may_park(self) -> bool:
+        """A runtime keeps its actor's thread: it was built there and is closed there."""
+        return not self._runtime_slot.built
 
     # ------------------------------------------------------------------ dispatch
 

@@ -165,8 +165,13 @@ class SessionSupervisor(QuickActor):
         if not entry.work_lock.acquire(blocking=False):
             return False
         try:
-            del self._live[session_id]
             entry.ref.tell(Passivate(to))
+        except TooManyActors:  # a parked actor needs a thread to release its lease
+            entry.work_lock.release()
+            log.warning("session.passivation_deferred", session_id=session_id)
+            return False
+        try:
+            del self._live[session_id]
             self._stopping[session_id] = entry.ref.stop(block=False)
         finally:
             entry.work_lock.release()
@@ -176,7 +181,10 @@ class SessionSupervisor(QuickActor):
     def _retire(self, session_id: str) -> None:
         entry = self._live.pop(session_id, None)
         if entry is not None:
-            self._stopping[session_id] = entry.ref.stop(block=False)
+            try:
+                self._stopping[session_id] = entry.ref.stop(block=False)
+            except TooManyActors:  # busy inline and no thread to queue the stop on
+                log.warning("session.stop_deferred", session_id=session_id)
 
     def _await_stopped(self, session_id: str) -> None:
         future = self._stopping.pop(session_id, None)
@@ -288,10 +296,10 @@ class SessionSupervisor(QuickActor):
         self._await_stopped(session_id)
         try:
             new_ref = self._spawn(session_id, None)
-        except TooManyActors as refused:  # the next use of the session tries again
+            new_ref.tell(Warm())
+        except TooManyActors as refused:  # the next use of the session loads it
             log.error("session.restart_failed", session_id=session_id, error=str(refused))
             return
-        new_ref.tell(Warm())
         self._stats.restarts += 1
         log.warning("session.restarted", session_id=session_id, after=error)
 

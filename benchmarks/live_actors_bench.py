@@ -1,6 +1,7 @@
 """What many live actors cost: create + first save with N live actors, and memory per actor.
 
-Each live session is an actor on its own thread. This bench fills a manager with ``N``
+Each live session is an actor (with a thread only while it has queued work: see
+``actors/_mailbox.py``). This bench fills a manager with ``N``
 live actors (created, each saved once), then times ``create_session`` + the first
 ``save_session_state`` of new sessions (median of ``--samples``), for a few ``N``, and
 prints the ratio to the smallest ``N``, and the resident memory each live actor adds.

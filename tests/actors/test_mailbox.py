@@ -6,12 +6,16 @@ import asyncio
 import concurrent.futures
 import queue
 import threading
+import time
 from typing import Any
 
 import pykka
 import pytest
+from pykka._envelope import Envelope
 
-from actors._mailbox import QuickActor, ReplyFuture, ask_inline
+from actors import _mailbox
+from actors._future import ReplyFuture
+from actors._mailbox import QuickActor, ask_inline
 
 WAIT = 10.0
 
@@ -129,6 +133,73 @@ class TestQuickActor:
         stopped.get(timeout=WAIT)
         with pytest.raises(pykka.ActorDeadError):
             queued.get(timeout=WAIT)
+
+    def test_a_message_put_after_the_teardown_is_refused_not_lost(self) -> None:
+        """The race of an ask with a stop that ended: ActorDeadError at once, not a timeout."""
+        ref = _Echo.start()
+        ref.stop()
+        late = ReplyFuture[Any]()
+        # What ref.ask does when its is_alive() check ran just before the actor stopped.
+        ref.actor_inbox.put(Envelope("late", reply_to=late))
+        with pytest.raises(pykka.ActorDeadError):
+            late.get(timeout=WAIT)
+
+
+class _Parking(_Echo):
+    park_idle_thread = True
+
+
+def _threads_of(ref: pykka.ActorRef[Any]) -> list[threading.Thread]:
+    number = f"{_Parking.__name__}-"
+    alive = [t for t in threading.enumerate() if t.name.startswith(number)]
+    return alive if ref.is_alive() else []
+
+
+class TestParking:
+    """With ``park_idle_thread`` an actor has a thread only while it has queued work."""
+
+    @pytest.fixture(autouse=True)
+    def _short_park(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(_mailbox, "PARK_AFTER", 0.05)
+
+    def test_inline_asks_need_no_thread_and_queued_ones_start_one(self) -> None:
+        """Inline: no thread; queued: one thread, which parks when idle; answers all along."""
+        ref = _Parking.start()
+        try:
+            assert ask_inline(ref, "inline", WAIT) == "inline"
+            assert _threads_of(ref) == []
+            assert ref.ask("queued", timeout=WAIT) == "queued"
+            assert len(_threads_of(ref)) == 1
+            deadline = time.monotonic() + WAIT
+            while _threads_of(ref) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert _threads_of(ref) == []
+            assert ref.ask("again", timeout=WAIT) == "again"
+        finally:
+            ref.stop()
+
+    def test_concurrent_asks_across_parking_are_all_answered(self) -> None:
+        """Bursts separated by idle pauses (the thread parks between them): no ask is lost."""
+        ref = _Parking.start()
+        try:
+            with concurrent.futures.ThreadPoolExecutor(8) as pool:
+                for burst in range(5):
+                    answers = [pool.submit(ref.ask, (burst, n), timeout=WAIT) for n in range(50)]
+                    assert [a.result(WAIT) for a in answers] == [(burst, n) for n in range(50)]
+                    time.sleep(0.06 if burst % 2 else 0.04)  # around PARK_AFTER
+        finally:
+            ref.stop()
+
+    def test_a_parked_actor_stops_in_the_stopping_thread(self) -> None:
+        """No thread is started to stop it; what is sent afterwards gets ActorDeadError."""
+        ref = _Parking.start()
+        assert ref.stop() is True
+        assert not ref.is_alive()
+        assert _threads_of(ref) == []
+        late = ReplyFuture[Any]()
+        ref.actor_inbox.put(Envelope("late", reply_to=late))
+        with pytest.raises(pykka.ActorDeadError):
+            late.get(timeout=WAIT)
 
 
 class _Recorder(QuickActor):

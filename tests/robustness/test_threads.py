@@ -1,9 +1,10 @@
-"""Thread exhaustion: a process that cannot start another actor thread refuses, typed, cleanly.
+"""Threads: an idle actor holds none, and a process that cannot start one refuses cleanly.
 
-Each live session is an actor on its own thread. When the system refuses a new thread
-(``RuntimeError: can't start new thread``, a container's pids limit), the call that needed
-one raises ``TooManyActors`` (a ``StoreUnavailable``) and nothing is written: no orphan
-session leased to this process, no half-started actor left registered.
+Each live session is an actor; it has a thread only while it has queued work (a save to an
+idle actor runs in its caller's thread) and gives it back after ``PARK_AFTER`` idle
+seconds. When the system refuses a thread (``RuntimeError: can't start new thread``, a
+container's pids limit), the call that needed one raises ``TooManyActors`` (a
+``StoreUnavailable``) and nothing is written, now or later; the calls that need none go on.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 import pykka
 import pytest
 
-from actors import SessionActor, SessionManager, StoreUnavailable, TooManyActors
+from actors import SessionActor, SessionManager, StoreUnavailable, TooManyActors, _mailbox
 from tests.conftest import ManagerFactory, history
 from tests.robustness._support import crash, live_refs, snapshot, wait_until
 
@@ -53,66 +54,124 @@ def _session_actors() -> list[Any]:
     return pykka.ActorRegistry.get_by_class(SessionActor)
 
 
+def _actor_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith(SessionActor.__name__)]
+
+
+def _quiet_ref(session_id: str) -> pykka.ActorRef[SessionActor]:
+    """The session's actor, found without a message (``live_ref`` asks it: a thread)."""
+    for ref in pykka.ActorRegistry.get_by_class(SessionActor):
+        actor = ref._actor_weakref()
+        if actor is not None and actor.session_id == session_id:
+            return ref
+    msg = f"no actor for {session_id}"
+    raise AssertionError(msg)
+
+
+class TestParkedThreads:
+    """An idle actor gives its thread back; the next queued message starts one."""
+
+    def test_create_and_saves_start_no_thread(self, manager: SessionManager) -> None:
+        """Creates and saves of idle sessions run in the caller's thread: no actor thread."""
+        ids = [manager.create("copilot", {}) for _ in range(5)]
+        for session_id in ids:
+            manager.checkpoint(session_id, history(2), {"k": 1}, "plan", 1)
+        assert sorted(manager.live_sessions()) == sorted(ids)
+        assert _actor_threads() == []
+
+    def test_an_idle_thread_parks_and_the_next_message_starts_one(
+        self, manager: SessionManager, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A queued message gets a thread; idle, it exits; the actor stays live and works."""
+        monkeypatch.setattr(_mailbox, "PARK_AFTER", 0.05)
+        session_id = manager.create("copilot", {})
+        assert manager.suspend(session_id) == 2  # a transition is queued: it needs a thread
+        wait_until(lambda: _actor_threads() == [])
+        assert manager.live_sessions() == [session_id]
+        assert manager.resume(session_id) == 3
+        assert manager.checkpoint(session_id, history(2), {"k": 1}, "plan", 1) == 4
+        assert manager.live(session_id).version == 4
+
+    def test_a_parked_actor_stops_without_a_thread(
+        self, manager: SessionManager, limit: _ThreadLimit
+    ) -> None:
+        """close() stops idle actors in its own thread: none is started to stop them."""
+        ids = [manager.create("copilot", {}) for _ in range(3)]
+        refs = [_quiet_ref(session_id) for session_id in ids]
+        assert _actor_threads() == []
+        with limit:
+            manager.close()
+        assert limit.refused == 0
+        assert all(not ref.is_alive() for ref in refs)
+        assert pykka.ActorRegistry.get_by_class(SessionActor) == []
+
+    def test_a_message_sent_after_an_inline_stop_is_refused(self, manager: SessionManager) -> None:
+        """An ask that lost the race with a stop gets ActorDeadError, as pykka answers."""
+        session_id = manager.create("copilot", {})
+        ref = _quiet_ref(session_id)
+        assert ref.stop() is True
+        assert _actor_threads() == []  # stopped in this thread
+        future = ref.actor_class._create_future()
+        ref.actor_inbox.put(pykka._envelope.Envelope(object(), reply_to=future))
+        with pytest.raises(pykka.ActorDeadError):
+            future.get(timeout=1)
+
+
 class TestThreadExhaustion:
-    """No thread for an actor: a typed refusal, and nothing changed."""
+    """No thread for an actor that needs one: a typed refusal, and nothing changed."""
 
-    def test_create_is_refused_and_writes_nothing(
+    def test_create_and_save_need_no_thread(
         self, manager: SessionManager, limit: _ThreadLimit
     ) -> None:
-        """A create is refused with TooManyActors; no session row and no actor are left."""
-        with limit, pytest.raises(TooManyActors) as refused:
-            manager.create("copilot", {"model": "m"}, user_id="u1")
-        assert isinstance(refused.value, StoreUnavailable)
-        assert limit.refused == 1
-        assert manager.sessions() == []
-        assert _session_actors() == []
-        assert manager.live_sessions() == []
-        # The seed's method gives the same error (it has no "refused" value to return).
-        with limit, pytest.raises(TooManyActors):
-            manager.create_session("copilot", {})
-        assert manager.list_sessions() == []
-        session_id = manager.create("copilot", {"model": "m"})  # threads again: works
-        assert manager.checkpoint(session_id, history(2), {"k": 1}, "plan", 1) == 2
+        """Out of threads, a session is still created, saved and read: none is asked for."""
+        with limit:
+            session_id = manager.create("copilot", {"model": "m"}, session_id="chosen-1")
+            assert manager.checkpoint(session_id, history(2), {"k": 1}, "plan", 1) == 2
+            assert manager.load(session_id)["context_variables"] == {"k": 1}
+        assert limit.refused == 0
 
-    def test_a_retried_create_with_the_same_id_creates_it_once(
+    def test_a_queued_call_is_refused_and_changes_nothing_now_or_later(
         self, manager: SessionManager, limit: _ThreadLimit
     ) -> None:
-        """The refused create left no row: its retry with the same id is a fresh create."""
-        with limit, pytest.raises(TooManyActors):
-            manager.create("copilot", {"n": 1}, session_id="chosen-1")
-        assert manager.get_session_info("chosen-1") is None
-        assert manager.create("copilot", {"n": 1}, session_id="chosen-1") == "chosen-1"
-        info = manager.info("chosen-1")
-        assert (info["version"], info["owner"]) == (1, manager.instance_id)
+        """A suspend needs the actor's thread: TooManyActors, and it never happens later."""
+        session_id = manager.create("copilot", {})
+        manager.checkpoint(session_id, history(2), {"k": 1}, "plan", 1)
+        before = snapshot(manager, session_id)
+        with limit:
+            with pytest.raises(TooManyActors) as refused:
+                manager.suspend(session_id)
+            assert isinstance(refused.value, StoreUnavailable)
+            assert manager.suspend_session(session_id) is False
+        assert limit.refused == 2
+        assert snapshot(manager, session_id) == before
+        # Threads again: the refused suspends were never queued, so a save still works.
+        assert manager.checkpoint(session_id, history(3), {"k": 2}, "plan", 2) == 3
+        assert manager.suspend(session_id) == 4
 
-    def test_rehydration_is_refused_and_changes_nothing(
+    def test_rehydration_needs_no_thread(
         self, make_manager: ManagerFactory, limit: _ThreadLimit
     ) -> None:
-        """A save to a passivated session without a thread: refused, the stored state as it was."""
+        """A save to a passivated session rehydrates it in the caller's thread."""
         manager = make_manager(max_live=1)
         first = manager.create("copilot", {})
         manager.checkpoint(first, history(2), {"k": 1}, "plan", 1)
         manager.create("copilot", {})  # evicts the first actor (max_live=1)
         wait_until(lambda: first not in manager.live_sessions())
-        before = snapshot(manager, first)
         with limit:
-            with pytest.raises(TooManyActors):
-                manager.checkpoint(first, history(4), {"k": 2}, "exec", 2)
-            assert manager.save_session_state(first, history(4), {"k": 2}, "exec", 2) is False
-        assert snapshot(manager, first) == before
-        assert manager.checkpoint(first, history(4), {"k": 2}, "exec", 2) == 3
+            assert manager.checkpoint(first, history(4), {"k": 2}, "exec", 2) == 3
+        assert manager.load(first)["context_variables"] == {"k": 2}
 
     def test_a_refused_restart_leaves_the_supervisor_running(
         self, manager: SessionManager, limit: _ThreadLimit
     ) -> None:
-        """A crash whose restart finds no thread: the next use restarts the session."""
+        """A crash whose restart finds no thread: the next use loads the session."""
         session_id = manager.create("copilot", {})
         manager.checkpoint(session_id, history(2), {"k": 1}, "plan", 1)
+        manager.live(session_id)  # queued: the actor has a thread to crash in
         with limit:
             crash(session_id)
             wait_until(lambda: limit.refused == 1)
-            assert live_refs(session_id) == []
-            assert manager.stats()["live_actors"] == 0  # the supervisor still answers
+            assert manager.stats()["crashes"] == 1  # the supervisor still answers
         assert manager.load(session_id)["context_variables"] == {"k": 1}
         assert manager.checkpoint(session_id, history(3), {"k": 2}, "plan", 2) == 3
         assert len(live_refs(session_id)) == 1
