@@ -151,14 +151,30 @@ class TurnInbox:
             if stop_here:
                 self._run_stop(envelope)
                 return
-            start = self._start_thread
-            assert start is not None  # noqa: S101 - only parked with a starter
-            try:
-                start()
-            except BaseException:
-                with self._count:
-                    self._threaded = False
-                raise
+            self._start()
+
+    def wake(self) -> None:
+        """Start the actor's thread now if it has none (it parks again when idle).
+
+        Raises:
+            TooManyActors: the system refused a thread.
+        """
+        with self._count:
+            if self._threaded or self._closed:
+                return
+            self._threaded = True
+        self._start()
+
+    def _start(self) -> None:
+        """Start a thread for the loop; ``_threaded`` was set by the caller."""
+        start = self._start_thread
+        assert start is not None  # noqa: S101 - only parked with a starter
+        try:
+            start()
+        except BaseException:
+            with self._count:
+                self._threaded = False
+            raise
 
     def _run_stop(self, envelope: Any) -> None:
         try:
@@ -255,18 +271,26 @@ class QuickActor(pykka.ThreadingActor):
         """Whether the thread may exit when idle (see ``park_idle_thread``)."""
         return True
 
+    def thread_at_start(self) -> bool:
+        """Whether a parking actor starts with a thread anyway (it will have queued work)."""
+        return False
+
     def _start_actor_loop(self) -> None:
-        if self.park_idle_thread:
+        try:
+            if not self.park_idle_thread:
+                super()._start_actor_loop()
+                return
             self.actor_inbox.park_when_idle(
                 self._start_parked_thread, self.may_park, self._stop_without_thread
             )
-            return
-        try:
-            super()._start_actor_loop()
-        except RuntimeError as error:  # "can't start new thread": the process is at its limit
+            if self.thread_at_start():
+                self.actor_inbox.wake()
+        except (RuntimeError, TooManyActors) as error:  # "can't start new thread"
             # pykka registered the actor before starting its thread; it never ran.
             pykka.ActorRegistry.unregister(self.actor_ref)
             self.actor_inbox.bind(None)
+            if isinstance(error, TooManyActors):
+                raise
             raise TooManyActors(str(error)) from error
 
     def _start_parked_thread(self) -> None:

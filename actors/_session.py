@@ -64,7 +64,8 @@ class SessionActor(QuickActor):
     The state is loaded lazily, by the first message (or :class:`Warm`), from the last
     checkpoint, taking the session's lease; so spawning is cheap and never fails. The
     actor has a thread only while it has queued work (saves from an idle actor's callers
-    run in their own threads): an idle actor without a runtime gives its thread back.
+    run in their own threads): an idle actor without a runtime gives its thread back. With
+    a ``runtime_factory`` it starts with one, as units of work will queue.
     """
 
     park_idle_thread = True
@@ -126,6 +127,10 @@ class SessionActor(QuickActor):
     def may_park(self) -> bool:
         """A runtime keeps its actor's thread: it was built there and is closed there."""
         return not self._runtime_slot.built
+
+    def thread_at_start(self) -> bool:
+        """With a ``runtime_factory`` the units of work queue: start with the thread."""
+        return self._settings.runtimes is not None
 
     # ------------------------------------------------------------------ dispatch
 

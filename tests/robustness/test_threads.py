@@ -130,6 +130,19 @@ class TestThreadExhaustion:
             assert manager.load(session_id)["context_variables"] == {"k": 1}
         assert limit.refused == 0
 
+    def test_with_runtimes_a_create_out_of_threads_is_refused_and_writes_nothing(
+        self, make_manager: ManagerFactory, limit: _ThreadLimit
+    ) -> None:
+        """A runtime manager's actor starts with its thread: no thread, no session row."""
+        manager = make_manager(runtime_factory=lambda state: object())
+        with limit, pytest.raises(TooManyActors):
+            manager.create("copilot", {}, session_id="chosen-1")
+        assert limit.refused == 1
+        assert manager.get_session_info("chosen-1") is None
+        assert pykka.ActorRegistry.get_by_class(SessionActor) == []
+        assert manager.create("copilot", {}, session_id="chosen-1") == "chosen-1"
+        assert len(_actor_threads()) == 1
+
     def test_a_queued_call_is_refused_and_changes_nothing_now_or_later(
         self, manager: SessionManager, limit: _ThreadLimit
     ) -> None:
