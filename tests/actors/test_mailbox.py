@@ -149,6 +149,25 @@ class _Parking(_Echo):
     park_idle_thread = True
 
 
+class _RacedPark(_Parking):
+    """The first time its thread may park, a message arrives first (from another thread)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.raced: pykka.Future[Any] | None = None
+
+    def may_park(self) -> bool:
+        if self.raced is None:
+            asked: list[pykka.Future[Any]] = []
+            sender = threading.Thread(
+                target=lambda: asked.append(self.actor_ref.ask("raced", block=False))
+            )
+            sender.start()
+            sender.join(WAIT)
+            self.raced = asked[0]
+        return True
+
+
 def _threads_of(ref: pykka.ActorRef[Any]) -> list[threading.Thread]:
     number = f"{_Parking.__name__}-"
     alive = [t for t in threading.enumerate() if t.name.startswith(number)]
@@ -187,6 +206,21 @@ class TestParking:
                     answers = [pool.submit(ref.ask, (burst, n), timeout=WAIT) for n in range(50)]
                     assert [a.result(WAIT) for a in answers] == [(burst, n) for n in range(50)]
                     time.sleep(0.06 if burst % 2 else 0.04)  # around PARK_AFTER
+        finally:
+            ref.stop()
+
+    def test_a_message_that_arrives_as_the_thread_parks_is_handled(self) -> None:
+        """Queued between the idle timeout and the park: the thread stays for it."""
+        ref = _RacedPark.start()
+        try:
+            assert ref.ask("first", timeout=WAIT) == "first"  # the thread starts
+            actor = ref._actor_weakref()
+            assert actor is not None
+            deadline = time.monotonic() + WAIT
+            while actor.raced is None and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert actor.raced is not None
+            assert actor.raced.get(timeout=WAIT) == "raced"
         finally:
             ref.stop()
 

@@ -10,6 +10,7 @@ container's pids limit), the call that needed one raises ``TooManyActors`` (a
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import pykka
@@ -18,6 +19,8 @@ import pytest
 from actors import SessionActor, SessionManager, StoreUnavailable, TooManyActors, _mailbox
 from tests.conftest import ManagerFactory, history
 from tests.robustness._support import crash, live_refs, snapshot, wait_until
+
+WAIT = 60.0
 
 
 class _ThreadLimit:
@@ -91,6 +94,42 @@ class TestParkedThreads:
         assert manager.resume(session_id) == 3
         assert manager.checkpoint(session_id, history(2), {"k": 1}, "plan", 1) == 4
         assert manager.live(session_id).version == 4
+
+    def test_concurrent_queued_calls_while_threads_park_constantly(
+        self, manager: SessionManager, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """8 threads appending to 4 sessions, threads parking every millisecond: none lost."""
+        monkeypatch.setattr(_mailbox, "PARK_AFTER", 0.001)
+        ids = [manager.create("copilot", {}) for _ in range(4)]
+        threads_before = next(_mailbox._thread_numbers)
+        appended = [0] * len(ids)
+        count_lock = threading.Lock()
+
+        def work(worker: int) -> None:
+            for step in range(60):
+                index = (worker + step) % len(ids)
+                message = {"role": "user", "content": f"{worker}-{step}"}
+                manager.append_messages(ids[index], [message])
+                with count_lock:
+                    appended[index] += 1
+                if step % 7 == 0:
+                    assert manager.live(ids[index]).status == "active"
+                if step % 11 == 0:
+                    time.sleep(0.002)  # long enough for a thread to park
+
+        workers = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(WAIT)
+            assert not worker.is_alive()
+        assert sum(appended) == 8 * 60
+        # The actors' threads parked and started again many times along the way.
+        assert next(_mailbox._thread_numbers) - threads_before > 2 * len(ids)
+        for index, session_id in enumerate(ids):
+            stored = manager.load(session_id)
+            assert len(stored["conversation_history"]) == appended[index]
+            assert manager.info(session_id)["version"] == 1 + appended[index]
 
     def test_a_parked_actor_stops_without_a_thread(
         self, manager: SessionManager, limit: _ThreadLimit
