@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
 
 import pykka
 import pytest
@@ -51,10 +50,6 @@ def limit(monkeypatch: pytest.MonkeyPatch) -> _ThreadLimit:
 
     monkeypatch.setattr(threading.Thread, "start", start)
     return switch
-
-
-def _session_actors() -> list[Any]:
-    return pykka.ActorRegistry.get_by_class(SessionActor)
 
 
 def _actor_threads() -> list[threading.Thread]:
