@@ -218,15 +218,19 @@ class TurnInbox:
         """Whether nothing is queued."""
         return self._queue.empty()
 
-    def run_inline(self, stopped: threading.Event, message: Any) -> Any:
+    def run_inline(self, stopped: threading.Event, message: Any, *, parked: bool = False) -> Any:
         """Handle ``message`` in this thread if the actor is idle; else :data:`QUEUE_IT`.
+
+        With ``parked``, only if the actor has no thread either (a message whose work
+        belongs to the actor's thread when it has one: a runtime is closed there).
 
         Raises:
             pykka.ActorDeadError: the actor has stopped.
             Exception: whatever handling the message raised, as ``ask`` would.
         """
         with self._count:
-            if self._unfinished or not self._turn.acquire(blocking=False):
+            busy = self._unfinished or (parked and self._threaded)
+            if busy or not self._turn.acquire(blocking=False):
                 return QUEUE_IT
         try:
             handle = self._handle

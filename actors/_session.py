@@ -412,6 +412,7 @@ class SessionActor(QuickActor):
         return version
 
     def _passivate(self, to: str | None = None) -> None:
+        """Give the session up (release or hand over the lease); the supervisor stops us."""
         state = self._state
         self._gone = True
         self._runtime_slot.close("passivated")  # before the lease goes to another owner
@@ -426,4 +427,3 @@ class SessionActor(QuickActor):
                 # The lease lapses by itself; nothing acknowledged depends on this write.
                 self._log.warning("lease.release_failed", error=str(error))
         self._log.info("session.passivated")
-        self.stop()

@@ -15,7 +15,7 @@ import structlog
 
 from actors._clock import earlier
 from actors._errors import SessionFailed, TooManyActors
-from actors._mailbox import QuickActor
+from actors._mailbox import QUEUE_IT, QuickActor, TurnInbox
 from actors._messages import Passivate, Warm
 from actors._session import SessionActor
 from actors._settings import Settings
@@ -165,18 +165,31 @@ class SessionSupervisor(QuickActor):
         if not entry.work_lock.acquire(blocking=False):
             return False
         try:
-            entry.ref.tell(Passivate(to))
-        except TooManyActors:  # a parked actor needs a thread to release its lease
-            entry.work_lock.release()
-            log.warning("session.passivation_deferred", session_id=session_id)
-            return False
-        try:
+            self._tell_passivate(session_id, entry.ref, Passivate(to))
             del self._live[session_id]
             self._stopping[session_id] = entry.ref.stop(block=False)
+        except TooManyActors:  # busy inline, and no thread to queue on: try again later
+            log.warning("session.passivation_deferred", session_id=session_id)
+            return False
         finally:
             entry.work_lock.release()
         self._stats.passivations += 1
         return True
+
+    def _tell_passivate(self, session_id: str, ref: pykka.ActorRef[Any], message: Any) -> None:
+        """Passivate in this thread an actor that has none; else queue it (its thread's)."""
+        inbox = ref.actor_inbox
+        try:
+            done = (
+                inbox.run_inline(ref.actor_stopped, message, parked=True)
+                if isinstance(inbox, TurnInbox)
+                else QUEUE_IT
+            )
+        except Exception as error:  # noqa: BLE001 - the actor's failure, not ours: it stops
+            log.warning("session.passivate_failed", session_id=session_id, error=repr(error))
+            return
+        if done is QUEUE_IT:
+            ref.tell(message)
 
     def _retire(self, session_id: str) -> None:
         entry = self._live.pop(session_id, None)

@@ -139,6 +139,20 @@ class TestParkedThreads:
         assert all(not ref.is_alive() for ref in refs)
         assert pykka.ActorRegistry.get_by_class(SessionActor) == []
 
+    def test_a_parked_actor_is_passivated_without_a_thread(
+        self, make_manager: ManagerFactory, limit: _ThreadLimit
+    ) -> None:
+        """Evicted past max_live, an actor without a thread releases its lease all the same."""
+        manager = make_manager(max_live=1)
+        first = manager.create("copilot", {})
+        assert manager.info(first)["owner"] == manager.instance_id
+        with limit:
+            manager.create("copilot", {})  # evicts the first actor
+        assert limit.refused == 0
+        assert first not in manager.live_sessions()
+        assert manager.info(first)["owner"] is None
+        assert manager.checkpoint(first, history(2), {"k": 1}, "plan", 1) == 2  # rehydrated
+
     def test_a_message_sent_after_an_inline_stop_is_refused(self, manager: SessionManager) -> None:
         """An ask that lost the race with a stop gets ActorDeadError, as pykka answers."""
         session_id = manager.create("copilot", {})
