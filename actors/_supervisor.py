@@ -5,14 +5,15 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections import OrderedDict, deque
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import pykka
 import structlog
 
+from actors import _crashes
 from actors._clock import earlier
 from actors._errors import SessionFailed, TooManyActors
 from actors._mailbox import QUEUE_IT, QuickActor, TurnInbox
@@ -25,7 +26,6 @@ log = structlog.get_logger("actors.supervisor")
 
 #: How many actors past the excess an eviction looks at, to step over busy ones.
 _BUSY_SLACK = 16
-_MICROSECOND = timedelta(microseconds=1)
 #: The share of ``cleanup_interval`` within which another process's sweep counts as this
 #: tick's: ticks come a little late or early, and a process must not skip its own turn.
 _SWEEP_SLACK = 0.9
@@ -63,14 +63,6 @@ class SupervisorStats:
     handoffs_refused: int = 0
 
 
-@dataclass
-class _Failures:
-    """The recent crashes of one session and its delayed restart, on the injected clock."""
-
-    times: deque[datetime] = field(default_factory=deque)
-    restart_at: datetime | None = None
-
-
 class SessionSupervisor(QuickActor):
     """Spawns, rehydrates, passivates, reaps and restarts session actors.
 
@@ -83,7 +75,7 @@ class SessionSupervisor(QuickActor):
         self._settings = settings
         self._live: OrderedDict[str, _Live] = OrderedDict()
         self._stopping: dict[str, pykka.Future[bool]] = {}
-        self._failures: dict[str, _Failures] = {}
+        self._failures: dict[str, _crashes.Crashes] = {}
         self._stats = SupervisorStats()
         self._self_proxy: pykka.ActorProxy[Any] | None = None
 
@@ -208,32 +200,7 @@ class SessionSupervisor(QuickActor):
                 log.error("session.stop_timeout", session_id=session_id)
 
     def _check_failures(self, session_id: str) -> None:
-        record = self._failures.get(session_id)
-        if record is None:
-            return
-        window = self._settings.restart_window
-        horizon = self._settings.now() - window
-        while record.times and record.times[0] <= horizon:
-            record.times.popleft()
-        if len(record.times) >= self._settings.max_restarts:
-            raise SessionFailed(session_id, len(record.times), window.total_seconds())
-        if not record.times and record.restart_at is None:
-            del self._failures[session_id]
-
-    def _backoff(self, failures: int) -> timedelta:
-        """The delay before the automatic restart after the ``failures``-th recent crash.
-
-        The first crash is restarted at once (a one-off fault); each further crash in the
-        window doubles the delay, up to ``restart_backoff_max``.
-        """
-        if failures <= 1:
-            return timedelta(0)
-        settings = self._settings
-        # In whole microseconds (Python ints): a long backoff doubled many times must not
-        # overflow timedelta before the ceiling applies.
-        base = settings.restart_backoff // _MICROSECOND
-        ceiling = settings.restart_backoff_max // _MICROSECOND
-        return timedelta(microseconds=min(base << min(failures - 2, 32), ceiling))
+        _crashes.check(self._failures, session_id, self._settings)
 
     def reset_failures(self, session_id: str) -> None:
         """Allow a session that crashed too often to be restarted again (on its next use)."""
@@ -241,20 +208,7 @@ class SessionSupervisor(QuickActor):
 
     def failures(self, session_id: str) -> dict[str, Any]:
         """A session's recent crashes: their count in the window and the pending restart."""
-        record = self._failures.get(session_id)
-        if record is None:
-            return {"recent_crashes": 0, "restart_at": None, "stopped": False}
-        try:
-            self._check_failures(session_id)
-        except SessionFailed:
-            stopped = True
-        else:
-            stopped = False
-        return {
-            "recent_crashes": len(record.times),
-            "restart_at": record.restart_at,
-            "stopped": stopped,
-        }
+        return _crashes.summary(self._failures, session_id, self._settings)
 
     # ------------------------------------------------------------------ told by actors
 
@@ -285,7 +239,7 @@ class SessionSupervisor(QuickActor):
             return
         self._retire(session_id)
         now = self._settings.now()
-        record = self._failures.setdefault(session_id, _Failures())
+        record = self._failures.setdefault(session_id, _crashes.Crashes())
         record.times.append(now)
         record.restart_at = None
         try:
@@ -293,7 +247,7 @@ class SessionSupervisor(QuickActor):
         except SessionFailed as failed:
             log.error("session.crash_loop", session_id=session_id, error=str(failed))
             return
-        delay = self._backoff(len(record.times))
+        delay = _crashes.backoff(self._settings, len(record.times))
         if delay > timedelta(0):
             record.restart_at = now + delay
             log.warning(
