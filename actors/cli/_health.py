@@ -10,11 +10,9 @@ import re
 import sqlite3
 from enum import StrEnum
 
-from alembic.script import ScriptDirectory
-
-from persistence import Database, InvalidArgument, SessionNotFound
+from persistence import Database, InvalidArgument, SessionNotFound, StoreUnavailable
 from persistence._inspect import ids_with_prefix_fn
-from persistence._migrate import alembic_config
+from persistence._migrate import known_revisions
 
 #: The shortest id prefix accepted (as git and docker do, shorter ones match too much).
 MIN_PREFIX = 4
@@ -59,10 +57,17 @@ class Schema(StrEnum):
     NEWER = "newer"
 
 
-def known_revisions() -> set[str]:
-    """Every revision this version's migrations define."""
-    scripts = ScriptDirectory.from_config(alembic_config())
-    return {script.revision for script in scripts.walk_revisions()}
+def runs_against_newer(db: Database) -> bool:
+    """Whether this version may run against the database's newer schema.
+
+    A newer release keeps the previous one working (migrations only add) and says how far
+    back in ``compatible_from``; the library runs within that window, so the CLI does too.
+    """
+    try:
+        db.store.check_schema(upgrade_allowed=False)
+    except StoreUnavailable:  # SchemaTooNew (or SchemaOutdated: not newer after all)
+        return False
+    return True
 
 
 def schema_state(current: str | None, head: str | None) -> Schema:

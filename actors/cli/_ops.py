@@ -18,7 +18,7 @@ from actors.cli._format import (
     table,
     when,
 )
-from actors.cli._health import Schema, schema_message, schema_state
+from actors.cli._health import Schema, runs_against_newer, schema_message, schema_state
 from actors.cli._purge import purge_command
 from actors.cli._support import CliError, Env, ExitCode
 from persistence import (
@@ -229,7 +229,12 @@ def _db_group(json_option: JsonOption) -> click.Group:
             click.echo(f"upgraded from {before or 'an empty database'} to revision {after}")
 
     @db_group.command("current")
-    @click.option("--check", is_flag=True, help="Exit with code 7 unless at the head revision.")
+    @click.option(
+        "--check",
+        is_flag=True,
+        help="Exit with code 7 unless this version runs against it (the head, or newer"
+        " within its compatible_from).",
+    )
     @json_option
     @click.pass_obj
     def current(env: Env, check: bool, as_json: bool) -> None:
@@ -239,16 +244,22 @@ def _db_group(json_option: JsonOption) -> click.Group:
         revision: str | None = db.store.schema_revision()
         head = head_revision()
         state = schema_state(revision, head)
+        usable = state is Schema.CURRENT or (state is Schema.NEWER and runs_against_newer(db))
         if as_json:
             emit_json(
                 {"current": revision, "head": head, "up_to_date": state is Schema.CURRENT,
-                 "state": str(state)}
+                 "state": str(state), "usable": usable}
             )  # fmt: skip
         elif state is Schema.CURRENT:
             click.echo(f"{revision} (head {head}; up to date)")
+        elif usable:
+            click.echo(
+                f"{revision}, newer than this version's head {head}; a newer release migrated"
+                " it and this version still runs against it (rolling deploy)"
+            )
         else:
             click.echo(schema_message(revision, head))
-        if check and state is not Schema.CURRENT:
+        if check and not usable:
             raise CliError(schema_message(revision, head), ExitCode.SCHEMA)
 
     @db_group.command("downgrade")

@@ -13,7 +13,15 @@ import click
 
 from actors._errors import SessionFailed
 from actors._manager import SessionManager
-from actors.cli._health import damaged_reason, one_line, resolve_id, schema_message
+from actors.cli._health import (
+    Schema,
+    damaged_reason,
+    one_line,
+    resolve_id,
+    runs_against_newer,
+    schema_message,
+    schema_state,
+)
 from persistence import (
     Database,
     InvalidArgument,
@@ -133,7 +141,9 @@ class Env:
             if check_schema:
                 current = self._db.store.schema_revision()
                 head = head_revision()
-                if current != head:
+                if current != head and not (
+                    schema_state(current, head) is Schema.NEWER and runs_against_newer(self._db)
+                ):
                     raise CliError(schema_message(current, head), ExitCode.SCHEMA)
         return self._db
 

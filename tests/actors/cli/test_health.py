@@ -121,13 +121,30 @@ class TestSchemaStates:
         assert done.returncode == 0, done.stderr
         assert '"state": "empty"' in done.stdout
 
-    def test_a_newer_schema(self, sqlite_url: str) -> None:
-        """A revision this version does not know: newer, not "run sessions db upgrade"."""
+    def test_a_newer_schema_this_version_cannot_run_against(self, sqlite_url: str) -> None:
+        """Newer, past its compatible_from: exit 7, and not "run sessions db upgrade"."""
         execute(sqlite_url, "UPDATE alembic_version SET version_num = 'f00dcafe9999'")
+        execute(
+            sqlite_url, "UPDATE store_meta SET value = 'f00dcafe9998' WHERE key = 'compatible_from'"
+        )
         for command in (("list",), ("db", "upgrade"), ("db", "current", "--check")):
             done = sessions(sqlite_url, *command)
             assert done.returncode == ExitCode.SCHEMA, command
             line = one_error_line(done)
             assert "f00dcafe9999, newer than this version" in line
             assert "run `sessions db upgrade`" not in line
-        assert ok_json(sqlite_url, "db", "current")["state"] == "newer"
+        current = ok_json(sqlite_url, "db", "current")
+        assert (current["state"], current["usable"]) == ("newer", False)
+
+    def test_a_newer_schema_that_still_supports_this_version(self, sqlite_url: str) -> None:
+        """Within its compatible_from (a rolling deploy): the commands work, --check passes."""
+        execute(sqlite_url, "UPDATE alembic_version SET version_num = 'f00dcafe9999'")
+        listed = sessions(sqlite_url, "list")
+        assert listed.returncode == 0, listed.stderr
+        check = sessions(sqlite_url, "db", "current", "--check")
+        assert check.returncode == 0, check.stderr
+        assert "this version still runs against it" in check.stdout
+        current = ok_json(sqlite_url, "db", "current")
+        assert (current["state"], current["usable"]) == ("newer", True)
+        upgrade = sessions(sqlite_url, "db", "upgrade")  # never "down" to this version's head
+        assert upgrade.returncode == ExitCode.SCHEMA
