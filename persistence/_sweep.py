@@ -95,6 +95,25 @@ def _picked(table: Table, key: str, limit: int, where: Callable[[Any], list[Any]
     return select(picked.c[key])
 
 
+def _delete_picked(
+    connection: Connection,
+    table: Table,
+    key: str,
+    limit: int,
+    where: Callable[[Any], list[Any]],
+) -> int:
+    """Delete at most ``limit`` rows matching ``where`` (see :func:`_picked`); how many."""
+    # Counted from RETURNING: sqlite3 reports no rowcount for a statement with WITH.
+    return len(
+        connection.execute(
+            delete(table)
+            .where(table.c[key].in_(_picked(table, key, limit, where)))
+            .where(*where(table))
+            .returning(table.c[key])
+        ).all()
+    )
+
+
 def sweep_batch(
     now: datetime, connection_cutoff: datetime, purge_before: datetime | None, limit: int
 ) -> Callable[[Connection], tuple[SweepCounts, bool]]:
@@ -155,24 +174,10 @@ def sweep_batch(
                 .returning(approvals.c.id)
             ).all()
         )
-        removed = len(
-            connection.execute(
-                delete(connections)
-                .where(connections.c.task_id.in_(_picked(connections, "task_id", limit, stale)))
-                .where(*stale(connections))
-                .returning(connections.c.task_id)
-            ).all()
-        )
+        removed = _delete_picked(connection, connections, "task_id", limit, stale)
         # A request whose owner died (or whose requester stopped waiting long ago) is never
         # taken: nobody answers it now, so the sweep drops it.
-        dropped = len(
-            connection.execute(
-                delete(handoffs)
-                .where(handoffs.c.session_id.in_(_picked(handoffs, "session_id", limit, old)))
-                .where(*old(handoffs))
-                .returning(handoffs.c.session_id)
-            ).all()
-        )
+        dropped = _delete_picked(connection, handoffs, "session_id", limit, old)
         purged: list[str] = []
         if purge_before is not None:
             purged = purge_op(RETIRED_STATUSES, purge_before, now, limit)(connection)
