@@ -18,7 +18,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from sqlalchemy import Connection, delete, insert, select, text, update
+from sqlalchemy import Connection, delete, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from persistence import _fork
 from persistence._models import LIVE_STATUSES
@@ -46,11 +47,16 @@ def request_op(
     """Ask ``owner`` to hand ``session_id`` to ``requester`` (replacing an earlier request)."""
 
     def op(connection: Connection) -> None:
-        connection.execute(delete(handoffs).where(handoffs.c.session_id == session_id))
+        # One statement: two requesters of one session at once must not both insert (a
+        # delete-then-insert let the second fail on the primary key).
+        dialect_insert = (
+            postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+        )
+        values = {"owner": owner, "requested_by": requester, "requested_at": now}
         connection.execute(
-            insert(handoffs).values(
-                session_id=session_id, owner=owner, requested_by=requester, requested_at=now
-            )
+            dialect_insert(handoffs)
+            .values(session_id=session_id, **values)
+            .on_conflict_do_update(index_elements=[handoffs.c.session_id], set_=values)
         )
         if connection.dialect.name == "postgresql":
             connection.execute(

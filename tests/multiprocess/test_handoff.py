@@ -6,13 +6,17 @@ last class runs the owner in a real process (``worker.py``).
 
 from __future__ import annotations
 
+import threading
 import time
-from datetime import timedelta
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
-from actors import SessionManager, SessionOwnedElsewhere
+from actors import ManualClock, SessionManager, SessionOwnedElsewhere
+from persistence import Database, NewSession, Store, _handoff
 from tests.conftest import ManagerFactory, history
 from tests.multiprocess.conftest import WorkerFactory, create_sessions
 
@@ -37,6 +41,17 @@ def pair(any_db_url: str, make_manager: ManagerFactory) -> tuple[SessionManager,
         "runtime_factory": lambda state: _Runtime(),
     }
     return make_manager(instance_id="a", **options), make_manager(instance_id="b", **options)
+
+
+def _add_session(store: Store, now: datetime) -> list[str]:
+    """One unowned active session, straight in the store."""
+    session_id = str(uuid.uuid4())
+    store.create_session(
+        NewSession(
+            session_id, None, "s", "copilot", "{}", now, now + timedelta(hours=1), None, None
+        )
+    )
+    return [session_id]
 
 
 def _timed(call: Any) -> tuple[Any, float]:
@@ -159,6 +174,37 @@ class TestHandoff:
         assert took < HANDOFF_BOUND / 2
         assert a.live_sessions() == [sid]
         assert a.info(sid)["status"] == "active"
+
+
+class TestRequests:
+    """The request row: one per session, the latest wins, whoever writes it."""
+
+    def test_two_processes_asking_for_one_session_at_once_both_succeed(
+        self, any_db_url: str, clock: ManualClock
+    ) -> None:
+        """Two stores racing to request the same session: no key violation, one row left."""
+        stores = [Database.open(any_db_url) for _ in range(2)]
+        try:
+            (session_id,) = _add_session(stores[0].store, clock())
+            for round_ in range(40):
+                start = threading.Barrier(2, timeout=TIMEOUT)
+
+                def ask(n: int, round_: int = round_, start: threading.Barrier = start) -> None:
+                    start.wait()
+                    requester = f"requester-{n}-{round_}"
+                    stores[n].store.write(
+                        _handoff.request_op(session_id, "owner", requester, clock())
+                    )
+
+                with ThreadPoolExecutor(2) as pool:
+                    for done in [pool.submit(ask, n) for n in range(2)]:
+                        done.result(TIMEOUT)  # a StoreUnavailable here: the race lost a request
+            taken = stores[0].store.write(_handoff.take_op("owner"))
+            assert [sid for sid, _ in taken] == [session_id]
+            assert taken[0][1].endswith("-39")
+        finally:
+            for db in stores:
+                db.close()
 
 
 class TestRealProcesses:
